@@ -1,0 +1,1 @@
+"""Backends behind the gateway's one port (``base.Backend``)."""

@@ -1,0 +1,1 @@
+"""The embedded local backend: SQLite state, one runner process, a shim per attempt."""

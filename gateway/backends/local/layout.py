@@ -1,0 +1,63 @@
+"""Where the local backend keeps things in its state directory, and how it reads /proc."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "state.db"
+LOCK_NAME = "runner.lock"
+PID_NAME = "runner.pid"
+JOB_FILE = "job.json"
+STATUS_FILE = "status.json"
+TASK_FILE = "task.json"
+SHIM_PID_FILE = "shim.pid"
+LOG_STREAMS = ("stdout", "stderr")
+
+
+def attempt_dir(state_dir: Path, task_id: str, n: int) -> Path:
+    """The folder of attempt ``n`` of a task."""
+    return state_dir / "attempts" / task_id / str(n)
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started (field 22 of /proc/<pid>/stat), or None if there is no such process.
+
+    Pairing a pid with its start time tells a live process from a later one that reused the pid.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields after it are plain.
+    fields = text.rsplit(b")", 1)[1].split()
+    if fields[0] == b"Z":
+        return None
+    return int(fields[19])
+
+
+def is_alive(pid: int | None, ticks: int | None) -> bool:
+    """Whether process ``pid`` still runs and is the one that started at ``ticks``."""
+    return pid is not None and ticks is not None and start_ticks(pid) == ticks
+
+
+def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+    """Write JSON so that readers see either nothing or the whole file, even after a crash."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as out:
+        json.dump(document, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.rename(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content, or None if it does not exist."""
+    try:
+        with open(path) as source:
+            return json.load(source)
+    except FileNotFoundError:
+        return None

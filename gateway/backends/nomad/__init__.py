@@ -1,0 +1,1 @@
+"""The Nomad backend: Task APIs as parameterized batch jobs."""

@@ -1,0 +1,1 @@
+"""The ``taskapi`` command line: the gateway's server commands and a client of its HTTP contract."""

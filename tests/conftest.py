@@ -1,0 +1,207 @@
+"""Fixtures shared by the suite: a real gateway under gunicorn with a real runner, on a free port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_IMAGE = "localhost/taskapi-test:latest"
+BUSYBOX_APPLETS = ("sh", "echo", "cat", "sleep", "true", "false", "head", "tail", "dd", "env", "ls", "printf")
+
+
+def require_tool(name: str) -> str:
+    """The path of ``name``; in CI a missing tool fails the test instead of skipping it."""
+    path = shutil.which(name)
+    if path:
+        return path
+    if IN_CI:
+        pytest.fail(f"{name} is required in CI but is not installed")
+    pytest.skip(f"{name} is not installed")
+    raise AssertionError("unreachable")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+class Gateway:
+    """A ``taskapi serve`` process (gunicorn + runner) on a free loopback port."""
+
+    def __init__(self, state_dir: Path, api_key: str | None = "test-key", **settings: str) -> None:
+        self.state_dir = state_dir
+        self.api_key = api_key
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ)
+        self.env.update({f"TASKAPI_{k.upper()}": str(v) for k, v in settings.items()})
+        self.env["TASKAPI_API_KEYS"] = api_key or ""
+        self.env.setdefault("TASKAPI_PODMAN_ARGS", "--runtime runc")
+        self.env.setdefault("TASKAPI_PODMAN_RUN_ARGS", "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024")
+        self.process: subprocess.Popen[bytes] | None = None
+        self.http = requests.Session()
+        if api_key:
+            self.http.headers["Authorization"] = f"Bearer {api_key}"
+
+    def start(self) -> Gateway:
+        """Start serving and wait until ready."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from gateway.cli.main import main; main()", "serve",
+             "--port", str(self.port), "--state-dir", str(self.state_dir), "--workers", "2"],
+            env=self.env,
+            start_new_session=True,
+        )  # fmt: skip
+        wait_for(self._ready, timeout=60, what=f"the gateway at {self.url} to be ready")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"taskapi serve exited with {self.process.returncode}")
+        try:
+            return requests.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the whole process group (the supervisor, gunicorn and the runner; shims live on)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            return
+        self.process.wait(timeout=30)
+
+    def pid_of(self, name: str) -> int:
+        """The pid recorded in ``<state>/<name>.pid`` (runner, gateway, serve)."""
+        return int((self.state_dir / f"{name}.pid").read_text().strip())
+
+    def __call__(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
+        return self.http.request(method, self.url + path, **kwargs)
+
+    def deploy(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Deploy ``spec`` and return the API's answer."""
+        response = self("PUT", f"/v1/apis/{spec['name']}", json=spec)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def submit(self, endpoint: str, config: dict[str, Any] | None = None, **body: Any) -> str:
+        """Submit a task and return its ID."""
+        response = self("POST", f"/{endpoint}", json={"config": config or {}, **body})
+        assert response.status_code == 200, response.text
+        return str(response.json()["job_id"])
+
+    def task(self, api: str, task_id: str) -> dict[str, Any]:
+        """The task's job_status."""
+        response = self("GET", f"/v1/apis/{api}/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def wait_final(self, api: str, task_id: str, timeout: float = 60) -> dict[str, Any]:
+        """Poll until the task has ended; return its job_status."""
+        final = {"succeeded", "worker_error", "worker_oom", "timed_out", "stopped", "unexpected_error"}
+        return dict(
+            wait_for(
+                lambda: (t := self.task(api, task_id))["status"] in final and t,
+                timeout=timeout,
+                what=f"task {task_id} to end",
+            )
+        )
+
+    def wait_status(self, api: str, task_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+        """Poll until the task reaches ``status``."""
+        return dict(
+            wait_for(
+                lambda: (t := self.task(api, task_id))["status"] == status and t,
+                timeout=timeout,
+                what=f"task {task_id} to be {status}",
+            )
+        )
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """One gateway for the session; tests deploy APIs with names of their own."""
+    server = Gateway(tmp_path_factory.mktemp("state")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
+    """Start gateways of a test's own (for kill and restart scenarios); all are stopped at the end."""
+    started: list[Gateway] = []
+
+    def make(state_dir: Path | None = None, **kwargs: Any) -> Gateway:
+        server = Gateway(state_dir or tmp_path / "state", **kwargs).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def test_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A busybox image built locally (no registry is reachable) and imported into podman."""
+    podman = require_tool("podman")
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    if not Path(busybox).exists():
+        if IN_CI:
+            pytest.fail("busybox-static is required in CI")
+        pytest.skip("busybox is not installed")
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "bin").mkdir()
+    shutil.copy2(busybox, root / "bin" / "busybox")
+    for applet in BUSYBOX_APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "tmp").mkdir()
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run([podman, "import", "-", TEST_IMAGE], stdin=tar.stdout, check=True, capture_output=True)
+    tar.wait()
+    return TEST_IMAGE
+
+
+def process_spec(name: str, argv: list[str], **extra: Any) -> dict[str, Any]:
+    """A Task API spec running ``argv`` with the process driver."""
+    return {
+        "name": name,
+        "kind": "TaskAPI",
+        "driver": "process",
+        "pod": {"containers": [{"name": "main", "command": argv}]},
+        **extra,
+    }
+
+
+def python_spec(name: str, code: str, **extra: Any) -> dict[str, Any]:
+    """A Task API spec running a Python snippet with the process driver."""
+    return process_spec(name, [sys.executable, "-c", code], **extra)
