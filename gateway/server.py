@@ -6,6 +6,7 @@ exits, everything stops. Settings reach both children as ``TASKAPI_*`` environme
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import logging
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from gateway.config import Settings
 
@@ -67,6 +69,17 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _lock_state_dir(state_dir: Path) -> IO[bytes]:
+    """Hold ``serve.lock`` for the life of this process: one ``serve`` per state directory."""
+    lock = open(state_dir / "serve.lock", "ab")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ServeError(f"another 'taskapi serve' is already using {state_dir}") from None
+    return lock
+
+
 def gunicorn_command(settings: Settings) -> list[str]:
     """The gunicorn command line for the gateway."""
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -78,10 +91,10 @@ def gunicorn_command(settings: Settings) -> list[str]:
         "--threads", str(settings.threads),
         "--worker-class", "gthread",
         "--log-level", settings.log_level,
-        "--pid", str(settings.state_dir / "gateway.pid"),
         "--graceful-timeout", "10",
         "--timeout", "0",
         "--limit-request-line", "8190",
+        "--keep-alive", "75",
         "gateway.wsgi:app",
     ]  # fmt: skip
 
@@ -96,6 +109,7 @@ def serve(settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     check_binding(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_state_dir(settings.state_dir)
     env = child_env(settings)
     (settings.state_dir / "serve.pid").write_text(str(os.getpid()))
     stopping = False
@@ -107,6 +121,7 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     gateway = subprocess.Popen(gunicorn_command(settings), env=env)
+    (settings.state_dir / "gateway.pid").write_text(str(gateway.pid))
     runner: subprocess.Popen[bytes] | None = None
     runner_started = 0.0
     local = settings.backend == "local"
@@ -137,4 +152,6 @@ def serve(settings: Settings) -> int:
                     child.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     child.kill()
-        Path(settings.state_dir / "serve.pid").unlink(missing_ok=True)
+        for name in ("serve.pid", "gateway.pid"):
+            (settings.state_dir / name).unlink(missing_ok=True)
+        lock.close()

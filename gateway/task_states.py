@@ -75,11 +75,15 @@ class Next:
     counts_as_retry: bool = False
 
 
-def after_attempt(outcome: Outcome, retries_used: int, retries_allowed: int) -> Next:
+def after_attempt(outcome: Outcome, retries_used: int, retries_allowed: int, platform_error: bool = False) -> Next:
     """Decide the task's fate once an attempt ended with ``outcome``.
 
-    ``retries_used`` counts the earlier attempts that failed or ran out of memory.
+    ``retries_used`` counts the earlier attempts that failed or ran out of memory. ``platform_error`` marks a
+    failed attempt that never ran the task because the platform could not start it (an image that cannot be
+    pulled): retrying cannot help, so the task ends ``unexpected_error``.
     """
+    if platform_error and outcome is Outcome.FAILED:
+        return Next(TaskStatus.UNEXPECTED_ERROR, another_attempt=False)
     if outcome in REPLACED_OUTCOMES:
         return Next(TaskStatus.PENDING, another_attempt=True)
     if outcome in RETRIED_OUTCOMES and retries_used < retries_allowed:

@@ -269,3 +269,17 @@ def test_spec_asking_for_a_gpu_the_host_lacks_is_refused(gateway: Gateway) -> No
     spec["pod"]["containers"][0]["compute"] = {"gpu": 8}
     response = gateway("PUT", "/v1/apis/gpu-task", json=spec)
     assert response.status_code == 422 and "gpu" in response.json()["detail"].lower()
+
+
+def test_image_that_cannot_be_had_is_unexpected_error(gateway: Gateway, test_image: str) -> None:
+    spec = {
+        "name": "no-image",
+        "kind": "TaskAPI",
+        "driver": "podman",
+        "retry": {"attempts": 3, "delay": "50ms"},
+        "pod": {"containers": [{"name": "main", "image": "localhost/does-not-exist:1", "command": ["true"]}]},
+    }
+    gateway.deploy(spec)
+    status = gateway.wait_final("no-image", gateway.submit("no-image"), timeout=90)
+    assert status["status"] == "unexpected_error", status
+    assert len(status["attempts"]) == 1 and "did not start" in status["attempts"][0]["message"]

@@ -191,3 +191,13 @@ def test_after_attempt_only_proposes_allowed_transitions() -> None:
     for outcome in Outcome:
         result = after_attempt(outcome, 0, 1)
         assert can_transition(TaskStatus.RUNNING, result.status)
+
+
+def test_platform_errors_end_the_task_without_retry() -> None:
+    decision = after_attempt(Outcome.FAILED, 0, 5, platform_error=True)
+    assert decision == Next(TaskStatus.UNEXPECTED_ERROR, another_attempt=False)
+
+
+def test_platform_error_flag_does_not_change_other_outcomes() -> None:
+    assert after_attempt(Outcome.SUCCEEDED, 0, 0, platform_error=True).status is TaskStatus.SUCCEEDED
+    assert after_attempt(Outcome.PREEMPTED, 0, 0, platform_error=True).status is TaskStatus.PENDING

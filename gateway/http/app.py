@@ -33,6 +33,21 @@ def _validation_problem(error: ValidationError) -> Response:
     )
 
 
+# gunicorn drains only 64 KiB of a body the app did not read and then drops the keep-alive connection,
+# which breaks the client's next request; refused bodies up to this size are read and thrown away instead.
+DISCARD_LIMIT = 16 * 1024 * 1024
+
+
+def _discard_body() -> None:
+    remaining = min(request.content_length or 0, DISCARD_LIMIT)
+    stream = request.environ["wsgi.input"]
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 64 * 1024))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+
+
 def create_app(settings: Settings, backend: Backend) -> Flask:
     """A gateway app serving the whole HTTP contract (DESIGN section 3) over ``backend``."""
     app = OpenAPI(
@@ -81,6 +96,7 @@ def create_app(settings: Settings, backend: Backend) -> Flask:
         detail = error.description
         if status == 413:
             detail = f"the request body is larger than the limit of {settings.max_body_bytes} bytes"
+            _discard_body()
         elif status == 404:
             detail = f"no route for {request.method} {request.path}"
         return problem_response(status, detail, headers=headers)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 
 import pytest
@@ -104,3 +106,16 @@ def test_sidecar_is_removed_with_the_leader(local: Local, image: str) -> None:
     assert status.status is TaskStatus.SUCCEEDED
     assert _containers_named(f"taskapi-{task_id}") == []
     assert (local.state_dir / "attempts" / task_id / "1" / "side.log").read_bytes() == b"side\n"
+
+
+def test_container_shim_killed_is_lost_and_cleaned(local: Local, image: str) -> None:
+    script = 'if [ "$TASKAPI_ATTEMPT" = 1 ]; then sleep 60; fi; echo attempt $TASKAPI_ATTEMPT'
+    local.deploy("boxlost", ["sh", "-c", script], driver="podman", image=image)
+    task_id = local.backend.submit("boxlost", {}, None).record.job_id
+    wait_for(lambda: _containers_named(f"taskapi-{task_id}-1"), 30, "the first container")
+    folder = local.state_dir / "attempts" / task_id / "1"
+    os.kill(int((folder / "shim.pid").read_text()), signal.SIGKILL)
+    status = local.wait_final("boxlost", task_id, 60)
+    assert status.status is TaskStatus.SUCCEEDED
+    assert [a.outcome for a in status.attempts] == ["lost", "succeeded"]
+    assert _containers_named(f"taskapi-{task_id}") == []

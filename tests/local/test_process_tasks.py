@@ -222,3 +222,20 @@ def test_job_file_matches_the_record(local: Local) -> None:
     local.wait_final("record", record.job_id)
     job = json.loads((local.state_dir / "attempts" / record.job_id / "1" / "job.json").read_text())
     assert job == record.model_dump()
+
+
+def test_a_saturated_api_does_not_starve_others(local: Local) -> None:
+    local.deploy("busy", ["sleep", "60"], max_concurrency=1)
+    local.deploy("quick", ["true"])
+    first = local.backend.submit("busy", {}, None).record.job_id
+    local.wait_status("busy", first, "running")
+    # More queued tasks than the runner scans in one pass.
+    queued = [local.backend.submit("busy", {}, None).record.job_id for _ in range(600)]
+    quick = local.backend.submit("quick", {}, None).record.job_id
+    assert local.wait_final("quick", quick).status is TaskStatus.SUCCEEDED
+    newest = local.backend.get_task("busy", queued[-1])
+    assert newest.status is TaskStatus.PENDING
+    wait_for(
+        lambda: local.backend.get_task("busy", queued[-1]).message == "waiting for max_concurrency (1 running)",
+        what="the max_concurrency message",
+    )

@@ -60,7 +60,7 @@ def test_shim_killed_means_lost_and_replaced(local: Local) -> None:
     task_id = local.backend.submit("fragile", {}, None).record.job_id
     folder = local.state_dir / "attempts" / task_id / "1"
     wait_for((folder / "pid").exists, what="the first attempt to start")
-    shim_pid = int((folder / "shim.pid").read_text().split()[0])
+    shim_pid = int((folder / "shim.pid").read_text())
     task_pid = int((folder / "pid").read_text())
     os.kill(shim_pid, signal.SIGKILL)
     status = local.wait_final("fragile", task_id)

@@ -165,7 +165,7 @@ def load(text: str) -> Body:
         return _MiniParser(text).body(False)
     try:
         return _unquote(hcl2.loads(text))
-    except Exception as exc:  # noqa: BLE001 - python-hcl2 raises lark errors of several kinds
+    except Exception as exc:  # python-hcl2 raises lark errors of several kinds
         raise HCLError(str(exc).splitlines()[0]) from exc
 
 

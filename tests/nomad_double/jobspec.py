@@ -48,7 +48,7 @@ def _dur_fields(obj: dict[str, Any] | None, names: tuple[str, ...]) -> None:
             obj[name] = duration_ns(obj[name])
 
 
-def canonicalize(job_in: dict[str, Any], supports_max_run_duration: bool) -> dict[str, Any]:
+def canonicalize(job_in: dict[str, Any], supports_max_run_duration: bool, validate: bool = True) -> dict[str, Any]:
     """Fill Nomad's defaults into a job (the API ``Canonicalize`` plus server-side defaults) and validate it."""
     job = copy.deepcopy(job_in)
     errors: list[str] = []
@@ -103,7 +103,7 @@ def canonicalize(job_in: dict[str, Any], supports_max_run_duration: bool) -> dic
     for gidx, group in enumerate(groups):
         errors.extend(_canonicalize_group(group, gidx, kind, jtype, seen_groups, supports_max_run_duration))
     job["TaskGroups"] = groups or None
-    if errors:
+    if errors and validate:
         raise JobValidationError(errors)
     return job
 

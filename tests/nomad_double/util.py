@@ -31,7 +31,7 @@ def parse_go_duration(text: str) -> int:
         pos = match.end()
     if pos == 0:
         raise ValueError(f'time: invalid duration "{text}"')
-    return sign * int(round(total))
+    return sign * round(total)
 
 
 def format_go_duration(ns: int) -> str:
@@ -117,3 +117,75 @@ class Clock:
     def advance(self, seconds: float) -> None:
         """Move the clock forward."""
         self._offset_ns += int(seconds * NS)
+
+
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def snappy_encode(data: bytes) -> bytes:
+    """Snappy block format using literals only (valid snappy; Nomad stores dispatch payloads snappy-encoded)."""
+    out = bytearray(_uvarint(len(data)))
+    for start in range(0, len(data), 65536):
+        chunk = data[start:start + 65536]
+        size = len(chunk) - 1
+        if size < 60:
+            out.append(size << 2)
+        elif size < 256:
+            out += bytes([60 << 2, size])
+        else:
+            out += bytes([61 << 2]) + size.to_bytes(2, "little")
+        out += chunk
+    return bytes(out)
+
+
+def snappy_decode(data: bytes) -> bytes:
+    """Decode a snappy block (literals and copies), e.g. a dispatched job's ``Payload``."""
+    pos, length, shift = 0, 0, 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    out = bytearray()
+    while pos < len(data):
+        tag = data[pos]
+        pos += 1
+        kind = tag & 3
+        if kind == 0:
+            size = tag >> 2
+            if size >= 60:
+                nbytes = size - 59
+                size = int.from_bytes(data[pos:pos + nbytes], "little")
+                pos += nbytes
+            size += 1
+            out += data[pos:pos + size]
+            pos += size
+            continue
+        if kind == 1:
+            size = ((tag >> 2) & 7) + 4
+            offset = ((tag >> 5) << 8) | data[pos]
+            pos += 1
+        elif kind == 2:
+            size = (tag >> 2) + 1
+            offset = int.from_bytes(data[pos:pos + 2], "little")
+            pos += 2
+        else:
+            size = (tag >> 2) + 1
+            offset = int.from_bytes(data[pos:pos + 4], "little")
+            pos += 4
+        for _ in range(size):
+            out.append(out[-offset])
+    if len(out) != length:
+        raise ValueError("snappy: corrupt input")
+    return bytes(out)

@@ -19,7 +19,7 @@ from gateway.task_states import TaskStatus
 
 from .capacity import task_needs, total_capacity
 from .drivers import runtime_problem
-from .layout import DB_NAME, LOG_STREAMS, PID_NAME, STATUS_FILE, attempt_dir, is_alive
+from .layout import DB_NAME, LOG_STREAMS, PID_NAME, STATUS_FILE, attempt_dir, pid_file_process
 from .notify import Waker
 from .store import ApiRow, AttemptRow, Store, TaskRow, rfc3339
 
@@ -28,6 +28,8 @@ from .store import ApiRow, AttemptRow, Store, TaskRow, rfc3339
 FOLLOW_POLL = 0.1
 FOLLOW_DB_CHECK = 1.0
 LOG_CHUNK = 64 * 1024
+# How long after a task's deadline a followed log gives up waiting for the attempt to end.
+FOLLOW_GRACE = 600.0
 
 
 class LocalBackend:
@@ -213,6 +215,9 @@ class LocalBackend:
         task = self.store.get_task(task_id)
         if task is None or task.status.final:
             return True
+        if time.time() > task.deadline + FOLLOW_GRACE:
+            # Past its deadline and still not ended: the runner is down; stop following rather than hang.
+            return True
         if task.attempts < n:
             return False
         rows = self.store.attempts_of([task_id])[task_id]
@@ -262,12 +267,7 @@ class LocalBackend:
             self.store.conn.execute("SELECT 1 FROM apis LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             raise Unavailable(f"the state database {self.state_dir / DB_NAME} is not usable: {exc}") from None
-        try:
-            pid_text, ticks_text = (self.state_dir / PID_NAME).read_text().split()
-            alive = is_alive(int(pid_text), int(ticks_text))
-        except (OSError, ValueError):
-            alive = False
-        if not alive:
+        if pid_file_process(self.state_dir / PID_NAME) is None:
             raise Unavailable(
                 f"the local runner is not running for {self.state_dir} "
                 "(start it with 'python -m gateway.backends.local.runner')"

@@ -1,14 +1,20 @@
 """How a shim runs a task: ``process`` (argv on the host) or ``podman``/``docker`` (containers via their CLI).
 
-OOM detection on this host (cgroup v1, cgroupfs): ``podman inspect`` reports ``OOMKilled=false`` for a
-container killed by its memory limit (conmon misses the event), and the container's own memory cgroup is
-removed as soon as it exits, so its ``memory.oom_control`` cannot be read afterwards. The shim therefore
-creates a memory cgroup it owns, ``/sys/fs/cgroup/memory/taskapi/<task>-<n>``, and runs the leading
-container under it (``--cgroup-parent``, with ``--cgroups no-conmon`` so conmon's memory stays out). The
-owned cgroup outlives the container and its ``memory.max_usage_in_bytes`` is hierarchical: a container that
-died of SIGKILL (exit 137) after its usage reached its limit ran out of memory. ``OOMKilled`` from inspect
-still counts where the runtime reports it (docker, cgroup v2). For the process driver with a memory limit
-the task itself lives in the owned cgroup, whose ``oom_kill`` counter is exact.
+OOM detection on this host (podman 4.3, cgroup v1, cgroupfs): ``podman inspect`` reports ``OOMKilled=false``
+for a container killed by its memory limit. conmon does see the kernel's OOM event (an eventfd on the
+container's ``memory.oom_control``) but writes its ``oom`` marker into its *working directory* instead of
+the container's persist directory, where podman looks for it. The container's own memory cgroup is
+removed as soon as it exits, so it cannot be read afterwards either. Two signals are therefore used, and
+either one is enough:
+
+- the shim runs in the attempt folder, so conmon's ``oom`` marker lands there and is checked;
+- the shim creates a memory cgroup it owns, ``/sys/fs/cgroup/memory/taskapi/<task>-<n>``, and runs the
+  leading container under it (``--cgroup-parent``, with ``--cgroups no-conmon`` so conmon's memory stays
+  out). The owned cgroup outlives the container and its ``memory.max_usage_in_bytes`` is hierarchical: a
+  container that died of SIGKILL (exit 137) after its usage reached its limit ran out of memory.
+
+``OOMKilled`` from inspect still counts where the runtime reports it (docker, cgroup v2). For the process
+driver with a memory limit the task itself lives in an owned cgroup, whose ``oom_kill`` counter is exact.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ class ExitStatus:
     signal: int | None
     oom: bool
     message: str | None = None
+    platform_error: bool = False
 
 
 class Driver(Protocol):
@@ -297,12 +304,14 @@ class ContainerDriver:
             remove_cgroups(self.cgroup.name)
         if inspected.returncode != 0:
             message = f"the container did not start ({self.runtime} exited with {returncode}); see stderr"
-            return ExitStatus(returncode, None, False, message)
+            # The runtime itself failed (an image that cannot be pulled, a bad mount): not the task's fault.
+            return ExitStatus(returncode, None, False, message, platform_error=True)
         code_text, oom_text = inspected.stdout.split()
         exit_code = int(code_text)
         limit = self.launch.spec.pod.containers[0].compute.memory_bytes
         killed = exit_code == 128 + signal.SIGKILL
-        oom = oom_text == "true" or (killed and limit is not None and peak >= limit)
+        conmon_marker = (self.launch.dir / "oom").exists()
+        oom = oom_text == "true" or conmon_marker or (killed and limit is not None and peak >= limit)
         return ExitStatus(exit_code, exit_code - 128 if exit_code > 128 else None, oom)
 
     def remove(self) -> None:

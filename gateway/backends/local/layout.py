@@ -44,6 +44,37 @@ def is_alive(pid: int | None, ticks: int | None) -> bool:
     return pid is not None and ticks is not None and start_ticks(pid) == ticks
 
 
+def _boot_time() -> float:
+    with open("/proc/stat") as stat:
+        for line in stat:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    raise RuntimeError("btime missing from /proc/stat")
+
+
+def write_pid_file(path: Path) -> None:
+    """Record this process's pid (the file's own time tells this process from a later one with its pid)."""
+    path.write_text(f"{os.getpid()}\n")
+
+
+def pid_file_process(path: Path) -> tuple[int, int] | None:
+    """The (pid, start ticks) of the live process a pid file names, or None.
+
+    A pid file is written just after its process starts, so a process with that pid that started after
+    the file was written is a stranger that reused the pid (one second of slack: btime has whole seconds).
+    """
+    try:
+        pid = int(path.read_text().strip())
+        written = path.stat().st_mtime
+    except (OSError, ValueError):
+        return None
+    ticks = start_ticks(pid)
+    if ticks is None:
+        return None
+    started = _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+    return (pid, ticks) if started <= written + 1.0 else None
+
+
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
     """Write JSON so that readers see either nothing or the whole file, even after a crash."""
     tmp = path.with_name(path.name + ".tmp")

@@ -42,9 +42,11 @@ from .layout import (
     TASK_FILE,
     attempt_dir,
     is_alive,
+    pid_file_process,
     read_json,
     start_ticks,
     write_json_atomic,
+    write_pid_file,
 )
 from .notify import Listener
 from .store import ApiRow, Store, TaskRow, now, rfc3339
@@ -88,6 +90,8 @@ class Runner:
     node: str = field(default_factory=socket.gethostname)
     tracked: dict[tuple[str, int], Tracked] = field(default_factory=dict)
     _specs: dict[str, tuple[float, TaskAPISpec]] = field(default_factory=dict)
+    # The last message set on all pending tasks of an API, so that it is written once, not every pass.
+    _api_messages: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -115,8 +119,7 @@ class Runner:
             pid, ticks = attempt.shim_pid, attempt.shim_start_ticks
             if pid is None:
                 # The previous runner died between forking the shim and recording it.
-                recorded = (folder / SHIM_PID_FILE).read_text().split() if (folder / SHIM_PID_FILE).exists() else []
-                pid, ticks = (int(recorded[0]), int(recorded[1])) if len(recorded) == 2 else (None, None)
+                pid, ticks = pid_file_process(folder / SHIM_PID_FILE) or (None, None)
             task = self.store.get_task(attempt.task_id)
             if task is None:
                 continue
@@ -189,7 +192,8 @@ class Runner:
         spec = self._spec_for(task.api_name)
         outcome, message = _outcome(task, status)
         retries_allowed = spec.retry.attempts if spec else 0
-        decision = after_attempt(outcome, task.retries_used, retries_allowed)
+        platform_error = bool((status or {}).get("platform_error"))
+        decision = after_attempt(outcome, task.retries_used, retries_allowed, platform_error)
         ended_at = now()
         update: dict[str, Any] = {"status": decision.status.value, "retries_used": task.retries_used}
         if decision.status is TaskStatus.PENDING and spec is not None:
@@ -242,17 +246,28 @@ class Runner:
             per_api[tracked.api_name] = per_api.get(tracked.api_name, 0) + 1
         free = self.capacity - used
         apis = {api.name: api for api in self.store.list_apis()}
-        for task in self.store.pending_ready(at, ADMISSION_SCAN):
-            api = apis.get(task.api_name)
-            if api is None:
+        specs: dict[str, TaskAPISpec] = {}
+        for name, api in apis.items():
+            try:
+                specs[name] = self.spec_of(api)
+            except ValidationError as exc:
+                log.error("API %s has an invalid stored spec: %s", name, exc)
+        # APIs at max_concurrency are left out of the scan, so their queue cannot hide other APIs' tasks.
+        saturated = [
+            name
+            for name, spec in specs.items()
+            if spec.max_concurrency and per_api.get(name, 0) >= spec.max_concurrency
+        ]
+        for name in saturated:
+            self._explain_api(name, f"waiting for max_concurrency ({per_api[name]} running)", at)
+        for task in self.store.pending_ready(at, ADMISSION_SCAN, saturated):
+            spec = specs.get(task.api_name)
+            if task.api_name not in apis:
                 self.store.request_stop(task.id)
                 continue
-            try:
-                spec = self.spec_of(api)
-            except ValidationError as exc:
-                log.error("API %s has an invalid stored spec: %s", api.name, exc)
+            if spec is None:
                 continue
-            running = per_api.get(api.name, 0)
+            running = per_api.get(task.api_name, 0)
             if spec.max_concurrency and running >= spec.max_concurrency:
                 self._explain(task, f"waiting for max_concurrency ({running} running)")
                 continue
@@ -261,9 +276,17 @@ class Runner:
                 self._explain(task, _capacity_message(needs, free))
                 # Strict FIFO: later, smaller tasks must not starve this one.
                 return
-            if self.start(task, spec, api.driver, needs):
+            if self.start(task, spec, apis[task.api_name].driver, needs):
                 free = free - needs
-                per_api[api.name] = running + 1
+                per_api[task.api_name] = running + 1
+
+    def _explain_api(self, api_name: str, message: str, at: float) -> None:
+        # Written once per message, then only for tasks submitted since: not every pass for every task.
+        newest = self.store.newest_pending_seq(api_name)
+        last_message, last_seq = self._api_messages.get(api_name, ("", 0))
+        if last_message != message or newest > last_seq:
+            self.store.explain_pending(api_name, message, at, last_seq if last_message == message else 0)
+            self._api_messages[api_name] = (message, newest)
 
     def _explain(self, task: TaskRow, message: str) -> None:
         if task.message != message:
@@ -288,7 +311,13 @@ class Runner:
             return False
         global_args, run_args = self.settings.runtime_args(driver) if driver != "process" else ([], [])
         launch = Launch(self.state_dir, task.id, task.api_name, n, spec, driver, tuple(global_args), tuple(run_args))
-        pid = shim.spawn(launch)
+        try:
+            pid = shim.spawn(launch)
+        except OSError:
+            # No shim (fork failed): the attempt is lost and replaced on the next pass.
+            log.exception("cannot fork a shim for task %s attempt %d", task.id, n)
+            self.tracked[(task.id, n)] = Tracked(task.id, n, task.api_name, None, None, needs, False, exited=True)
+            return True
         ticks = start_ticks(pid)
         self.store.set_shim(task.id, n, pid, ticks or 0)
         self.tracked[(task.id, n)] = Tracked(task.id, n, task.api_name, pid, ticks, needs, child=True)
@@ -335,7 +364,7 @@ def _acquire_lock(state_dir: Path) -> int:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        holder = (state_dir / PID_NAME).read_text().split()[0] if (state_dir / PID_NAME).exists() else "?"
+        holder = (state_dir / PID_NAME).read_text().strip() if (state_dir / PID_NAME).exists() else "?"
         raise RunnerAlreadyRunning(
             f"another runner (pid {holder}) already serves the state directory {state_dir}"
         ) from None
@@ -348,7 +377,7 @@ def run(settings: Settings) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     lock_fd = _acquire_lock(state_dir)
     pid_file = state_dir / PID_NAME
-    pid_file.write_text(f"{os.getpid()} {start_ticks(os.getpid())}\n")
+    write_pid_file(pid_file)
     store = Store(state_dir / DB_NAME)
     listener = Listener(state_dir)
     # Signals wake the selector through this pipe; the handlers only set a flag.
@@ -372,8 +401,9 @@ def run(settings: Settings) -> None:
         while not stopping:
             try:
                 timeout = runner.step()
-            except sqlite3.Error:
-                # A locked or briefly unavailable database must not kill the runner; the next pass retries.
+            except (sqlite3.Error, OSError):
+                # A locked database or a full disk must not kill the runner (and orphan its bookkeeping);
+                # the next pass retries.
                 log.exception("runner pass failed; retrying")
                 timeout = MAX_SLEEP
             if stopping:

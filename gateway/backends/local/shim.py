@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 import traceback
 from pathlib import Path
@@ -17,7 +18,7 @@ from types import FrameType
 from typing import IO
 
 from .drivers import Driver, ExitStatus, Launch, make_driver
-from .layout import SHIM_PID_FILE, STATUS_FILE, TASK_FILE, start_ticks, write_json_atomic
+from .layout import SHIM_PID_FILE, STATUS_FILE, TASK_FILE, write_json_atomic, write_pid_file
 from .notify import wake_once
 
 # How often the shim re-checks while stopping: retries a stop that could not be delivered yet, and
@@ -59,6 +60,12 @@ class Shim:
 
     def _detach(self) -> None:
         os.setsid()
+        # The runner's signal wake-up pipe is inherited: Python would write a byte to that descriptor
+        # number on every signal, and it is about to be closed and reused for the task's files.
+        signal.set_wakeup_fd(-1)
+        # Whatever the shim starts works in the attempt folder (conmon, for one, drops an 'oom' marker in
+        # its working directory); nothing lands in the runner's.
+        os.chdir(self.launch.dir)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGALRM, self._on_tick)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -99,8 +106,7 @@ class Shim:
         """Run the task to its end, write status.json, wake the runner."""
         self._detach()
         folder = self.launch.dir
-        ticks = start_ticks(os.getpid())
-        (folder / SHIM_PID_FILE).write_text(f"{os.getpid()} {ticks}\n")
+        write_pid_file(folder / SHIM_PID_FILE)
         started_at = time.time()
         status = self._supervise(folder)
         write_json_atomic(
@@ -110,6 +116,7 @@ class Shim:
                 "signal": status.signal,
                 "oom": status.oom,
                 "message": status.message,
+                "platform_error": status.platform_error,
                 "started_at": started_at,
                 "ended_at": time.time(),
             },
@@ -123,7 +130,9 @@ class Shim:
                 driver = make_driver(self.launch)
                 write_json_atomic(folder / TASK_FILE, driver.leftovers())
                 proc = driver.start(stdout, stderr)
-            except OSError as exc:
+            except (OSError, subprocess.SubprocessError) as exc:
+                # Reported as a failed attempt (not a lost one), so a task that cannot start is not retried
+                # beyond its retry policy.
                 stderr.write(f"taskapi: cannot start the task: {exc}\n".encode())
                 return ExitStatus(127, None, False, f"cannot start the task: {exc}")
             self.driver = driver
@@ -135,4 +144,8 @@ class Shim:
         # The task is gone: later stop requests and ticks have nothing left to do.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        return self.driver.finish(returncode)
+        try:
+            return driver.finish(returncode)
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            code = 128 - returncode if returncode < 0 else returncode
+            return ExitStatus(code, -returncode if returncode < 0 else None, False, f"exit status incomplete: {exc}")

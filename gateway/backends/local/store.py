@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS attempts (
 ) WITHOUT ROWID;
 """
 
-IN_PROGRESS_SQL = "('pending', 'running')"
+# Connections inherited from a parent process, deliberately kept open and unused (see Store.conn).
+_INHERITED: list[sqlite3.Connection] = []
 
 
 def now() -> float:
@@ -163,21 +164,33 @@ class Store:
         self.path = path
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        # One transaction, so that processes starting together do not trip over a half-made schema.
-        self.conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+        # A throwaway connection: a process that forks later (gunicorn's master) should hold none.
+        setup = self._connect()
+        try:
+            # One transaction, so that processes starting together do not trip over a half-made schema.
+            setup.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+        finally:
+            setup.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is durable across process crashes in WAL mode; only an OS crash may lose the last commits.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
 
     @property
     def conn(self) -> sqlite3.Connection:
         """This thread's connection (a new one after a fork: SQLite connections must not cross forks)."""
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL is durable across process crashes in WAL mode; only an OS crash may lose the last commits.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            local.conn, local.pid = conn, os.getpid()
+            if getattr(local, "conn", None) is not None:
+                # Inherited across a fork: never close it here (closing may checkpoint or unlock on behalf
+                # of the parent), just keep it out of the garbage collector's reach.
+                _INHERITED.append(local.conn)
+            local.conn, local.pid = self._connect(), os.getpid()
         return local.conn
 
     @contextmanager
@@ -188,7 +201,9 @@ class Store:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may already have rolled back on its own (a full disk, for one).
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
@@ -347,13 +362,30 @@ class Store:
         rows = self.conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'running' ORDER BY seq")
         return [TaskRow.from_row(r) for r in rows]
 
-    def pending_ready(self, at: float, limit: int) -> list[TaskRow]:
-        """Pending tasks whose retry wait is over, oldest first."""
+    def pending_ready(self, at: float, limit: int, skip_apis: list[str]) -> list[TaskRow]:
+        """Pending tasks whose retry wait is over, oldest first, leaving out the APIs in ``skip_apis``."""
+        marks = ",".join("?" * len(skip_apis))
         rows = self.conn.execute(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'pending' AND not_before <= ? ORDER BY seq LIMIT ?",
-            (at, limit),
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'pending' AND not_before <= ? "
+            f"AND api_name NOT IN ({marks}) ORDER BY seq LIMIT ?",
+            (at, *skip_apis, limit),
         )
         return [TaskRow.from_row(r) for r in rows]
+
+    def newest_pending_seq(self, api_name: str) -> int:
+        """The sequence number of an API's newest pending task (0 if none)."""
+        row = self.conn.execute(
+            "SELECT MAX(seq) FROM tasks WHERE api_name = ? AND status = 'pending'", (api_name,)
+        ).fetchone()
+        return row[0] or 0
+
+    def explain_pending(self, api_name: str, message: str, at: float, after_seq: int) -> None:
+        """Set the message of an API's pending tasks newer than ``after_seq`` not waiting for a retry."""
+        self.conn.execute(
+            "UPDATE tasks SET message = ? WHERE api_name = ? AND status = 'pending' AND seq > ? "
+            "AND not_before <= ? AND message IS NOT ?",
+            (message, api_name, after_seq, at, message),
+        )
 
     def next_wakeup(self, at: float) -> float | None:
         """The earliest future retry time or deadline of a task in progress."""
