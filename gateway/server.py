@@ -1,28 +1,21 @@
 """``taskapi serve``: gunicorn plus, with the local backend, exactly one runner, supervised together.
 
-The runner is restarted if it dies (tasks keep running under their shims and are re-adopted); if gunicorn
-exits, everything stops. Settings reach both children as ``TASKAPI_*`` environment variables.
+Settings are checked here and handed on as ``TASKAPI_*`` environment variables to ``gateway.supervisor``,
+which this process becomes.
 """
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import logging
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import time
-from pathlib import Path
-from typing import IO
 
 from gateway.config import Settings
 
 log = logging.getLogger("taskapi.serve")
-RUNNER_RESTART_DELAY = 1.0
 
 
 class ServeError(RuntimeError):
@@ -69,89 +62,16 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _lock_state_dir(state_dir: Path) -> IO[bytes]:
-    """Hold ``serve.lock`` for the life of this process: one ``serve`` per state directory."""
-    lock = open(state_dir / "serve.lock", "ab")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise ServeError(f"another 'taskapi serve' is already using {state_dir}") from None
-    return lock
-
-
-def gunicorn_command(settings: Settings) -> list[str]:
-    """The gunicorn command line for the gateway."""
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return [
-        sys.executable, "-m", "gunicorn",
-        "--config", "python:gateway.gunicorn_conf",
-        "--bind", f"{host}:{settings.port}",
-        "--workers", str(settings.workers),
-        "--threads", str(settings.threads),
-        "--worker-class", "gthread",
-        "--log-level", settings.log_level,
-        "--graceful-timeout", "10",
-        "--timeout", "0",
-        "--limit-request-line", "8190",
-        "--keep-alive", "75",
-        "gateway.wsgi:app",
-    ]  # fmt: skip
-
-
-def runner_command() -> list[str]:
-    """The local runner's command line."""
-    return [sys.executable, "-m", "gateway.backends.local.runner"]
-
-
 def serve(settings: Settings) -> int:
-    """Run the gateway (and the local runner) until SIGTERM/SIGINT or until gunicorn exits."""
+    """Check the settings, then become the supervisor of gunicorn and the runner (never returns on success)."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     check_binding(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    lock = _lock_state_dir(settings.state_dir)
     env = child_env(settings)
-    (settings.state_dir / "serve.pid").write_text(str(os.getpid()))
-    stopping = False
-
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    gateway = subprocess.Popen(gunicorn_command(settings), env=env)
-    (settings.state_dir / "gateway.pid").write_text(str(gateway.pid))
-    runner: subprocess.Popen[bytes] | None = None
-    runner_started = 0.0
-    local = settings.backend == "local"
-    log.info("gateway on http://%s:%d (backend %s, state %s)", settings.host, settings.port, settings.backend,
-             settings.state_dir)
-    try:
-        while not stopping:
-            if local and (runner is None or runner.poll() is not None):
-                if runner is not None:
-                    log.warning("runner exited with %s; restarting it", runner.returncode)
-                    time.sleep(max(0.0, RUNNER_RESTART_DELAY - (time.monotonic() - runner_started)))
-                runner = subprocess.Popen(runner_command(), env=env)
-                runner_started = time.monotonic()
-            try:
-                code = gateway.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                continue
-            log.error("gunicorn exited with %s", code)
-            return code or 1
-        return 0
-    finally:
-        for child in (gateway, runner):
-            if child is not None and child.poll() is None:
-                child.terminate()
-        for child in (gateway, runner):
-            if child is not None:
-                try:
-                    child.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-        for name in ("serve.pid", "gateway.pid"):
-            (settings.state_dir / name).unlink(missing_ok=True)
-        lock.close()
+    log.info(
+        "gateway on http://%s:%d (backend %s, state %s)",
+        settings.host, settings.port, settings.backend, settings.state_dir,
+    )  # fmt: skip
+    # exec: the long-lived supervisor should not carry the CLI's imports.
+    os.execve(sys.executable, [sys.executable, "-m", "gateway.supervisor"], env)
+    return 1

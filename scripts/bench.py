@@ -233,14 +233,12 @@ def pending_count(http: Http) -> int:
     return sum(int(float(v)) for v in re.findall(r'taskapi_tasks\{[^}]*status="(?:pending|running)"\} (\S+)', text))
 
 
-def started_delays_ms(http: Http, api: str, ids: list[str]) -> list[float]:
-    """Per task: milliseconds from submission to its first attempt's start."""
-    delays = []
-    for task_id in ids:
-        _, task, _ = http.request("GET", f"/v1/apis/{api}/tasks/{task_id}")
-        started = task["attempts"][0]["started_at"]
-        delays.append((parse_time(started) - parse_time(task["start_time"])) * 1000)
-    return delays
+def submit_to_running_ms(http: Http, api: str) -> float:
+    """Submit one task, wait until its first attempt has started; milliseconds between the two (server clock)."""
+    _, record, _ = http.request("POST", f"/{api}", {"config": {}})
+    path = f"/v1/apis/{api}/tasks/{record['job_id']}"
+    task = wait_until(lambda: (t := http.request("GET", path)[1])["attempts"] and t, 30, "the task to start", 0.002)
+    return (parse_time(task["attempts"][0]["started_at"]) - parse_time(task["start_time"])) * 1000
 
 
 def parse_time(text: str) -> float:
@@ -272,7 +270,8 @@ def main(stored: int, seconds: int, json_out: str | None) -> None:
 
         time.sleep(2)  # let the workers settle after start-up before reading memory at idle
         rss, pss = tree_memory_mb(server.pid)
-        rows.append(("idle memory, gateway + runner (RSS / PSS)", f"{rss:.0f} MB / {pss:.0f} MB", "<= 150 MB", ""))
+        rows.append(("idle memory, gateway + runner: PSS (RSS summed)", f"{pss:.0f} MB ({rss:.0f} MB)", "<= 150 MB",
+                     "PSS counts pages shared by the forked workers once"))  # fmt: skip
 
         sample = random.sample(ids["big"], 2000)
         gets = timed_requests(http, "GET", [f"/v1/apis/big/tasks/{i}" for i in sample])
@@ -287,16 +286,14 @@ def main(stored: int, seconds: int, json_out: str | None) -> None:
                      "within 1.5x", ""))  # fmt: skip
 
         http.request("PUT", "/v1/apis/quick", spec("quick", ["true"]).to_document())
-        submits, quick_ids = [], []
-        for i in range(1000):
-            _, record, took = http.request("POST", "/quick", {"config": {"i": i}})
-            submits.append(took * 1000)
-            quick_ids.append(record["job_id"])
+        submits = [took * 1000 for _, _, took in (http.request("POST", "/quick", {"config": {"i": i}})
+                                                  for i in range(1000))]  # fmt: skip
         rows.append(("submit latency p50 / p99", f"{percentile(submits, 50):.2f} / {percentile(submits, 99):.2f} ms",
                      "p50 <= 5 ms", "Ray Jobs: 19 ms"))  # fmt: skip
         wait_until(lambda: pending_count(http) == 0, 120, "the submitted tasks to finish", interval=0.2)
-        delays = started_delays_ms(http, "quick", quick_ids)
-        rows.append(("submit -> running p50", f"{percentile(delays, 50):.2f} ms", "<= 50 ms",
+        # One task at a time, so the figure is the path's latency rather than a queue's length.
+        delays = [submit_to_running_ms(http, "quick") for _ in range(200)]
+        rows.append(("submit -> running p50 (one at a time)", f"{percentile(delays, 50):.2f} ms", "<= 50 ms",
                      f"bare fork/exec of /bin/true: {bare_spawn:.2f} ms; Ray Jobs: 855 ms"))  # fmt: skip
 
         http.request("PUT", "/v1/apis/burst", spec("burst", ["true"]).to_document())
