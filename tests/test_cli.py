@@ -10,8 +10,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from werkzeug.serving import make_server
 from gateway.cli.main import cli
 from gateway.cli.tasks import Progress
 from gateway.client import GatewayUnreachable, TaskAPIClient, TaskAPIError
-from tests.conftest import Gateway, free_port, python_spec
+from tests.conftest import Gateway, free_port, python_spec, wait_for
 
 NOW = "2026-12-04T16:00:00Z"
 DONE_ID = "0123456789abcdef"
@@ -640,61 +642,33 @@ def test_sdk_unreachable_error() -> None:
         TaskAPIClient(url).list_apis()
 
 
-def test_serve_turns_flags_into_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    started: list[Any] = []
-    fake = type(sys)("gateway.server")
-    fake.ServeError = RuntimeError
-    fake.serve = lambda settings: started.append(settings) or 0
-    monkeypatch.setitem(sys.modules, "gateway.server", fake)
-    env = {"TASKAPI_PORT": "9999", "TASKAPI_WORKERS": "3", "TASKAPI_INSECURE": "true"}
-
-    result = CliRunner().invoke(cli, ["serve", "--port", "8181", "--state-dir", str(tmp_path)], env=env)
-
-    assert result.exit_code == 0, result.output
-    [settings] = started
-    assert (settings.port, settings.workers, settings.state_dir, settings.insecure) == (8181, 3, tmp_path, True)
-
+def test_serve_rejects_bad_settings_before_starting() -> None:
     result = CliRunner().invoke(cli, ["serve"], env={"TASKAPI_WORKERS": "many"})
     assert result.exit_code == 2
     assert "invalid settings: TASKAPI_WORKERS: Input should be a valid integer" in result.stderr
 
 
-def test_serve_refusal_is_an_error_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    class ServeError(RuntimeError):
-        pass
-
-    def refuse(settings: Any) -> int:
-        raise ServeError(f"refusing to serve on {settings.host} without API keys")
-
-    fake = type(sys)("gateway.server")
-    fake.ServeError = ServeError
-    fake.serve = refuse
-    monkeypatch.setitem(sys.modules, "gateway.server", fake)
-
-    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0"])
-
+def test_serve_refuses_beyond_loopback_without_keys(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["serve", "--host", "0.0.0.0", "--state-dir", str(tmp_path)], env={"TASKAPI_API_KEYS": ""}
+    )
     assert result.exit_code == 1
-    assert result.stderr == "error: refusing to serve on 0.0.0.0 without API keys\n"
+    assert result.stderr.startswith("error: refusing to serve on 0.0.0.0 without API keys")
 
 
-def test_runner_turns_flags_into_settings_and_reports_a_second_runner(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    class RunnerAlreadyRunning(RuntimeError):
-        pass
-
-    def refuse(settings: Any) -> None:
-        raise RunnerAlreadyRunning(f"another runner (pid 1) already serves the state directory {settings.state_dir}")
-
-    fake = type(sys)("gateway.backends.local.runner")
-    fake.RunnerAlreadyRunning = RunnerAlreadyRunning
-    fake.run = refuse
-    monkeypatch.setitem(sys.modules, "gateway.backends.local.runner", fake)
-
-    result = CliRunner().invoke(cli, ["runner", "--state-dir", str(tmp_path)])
-
-    assert result.exit_code == 1
-    assert result.stderr == f"error: another runner (pid 1) already serves the state directory {tmp_path}\n"
+def test_a_second_runner_on_the_same_state_is_refused(tmp_path: Path) -> None:
+    state = Path(tempfile.mkdtemp(prefix="taskapi-"))
+    env = {**os.environ, "TASKAPI_STATE_DIR": str(state)}
+    first = subprocess.Popen([sys.executable, "-m", "gateway.backends.local.runner"], env=env)
+    try:
+        wait_for(lambda: (state / "runner.pid").exists(), what="the first runner")
+        result = CliRunner().invoke(cli, ["runner", "--state-dir", str(state)])
+        assert result.exit_code == 1
+        assert result.stderr.startswith("error: another runner")
+    finally:
+        first.terminate()
+        first.wait(timeout=20)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 # The same commands against the real gateway (gunicorn, the local runner, real processes).

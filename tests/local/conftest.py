@@ -7,10 +7,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,70 +19,9 @@ from gateway.config import Settings
 from gateway.models import JobStatus
 from gateway.spec import TaskAPISpec, validate_spec
 from gateway.task_states import TaskStatus
+from tests.conftest import podman_args, wait_for
 
-TEST_IMAGE = "localhost/taskapi-test:latest"
-BUSYBOX = Path("/bin/busybox")
-APPLETS = (
-    "sh", "echo", "cat", "sleep", "true", "false", "head", "tail", "dd", "env", "ls", "wc", "grep",
-    "printf", "test", "kill", "mkdir", "rm", "touch", "id", "date",
-)  # fmt: skip
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _need(tool: str) -> None:
-    """Skip without ``tool``, but fail in CI, where it must be installed."""
-    if shutil.which(tool) is None:
-        message = f"{tool} is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (required in CI)")
-        pytest.skip(message)
-
-
-def podman_args() -> tuple[str, str]:
-    """Global and run arguments for podman on this kind of host.
-
-    With runc rather than crun, and explicit ulimits: the defaults fail inside this sandbox.
-    """
-    global_args = os.environ.get("TASKAPI_PODMAN_ARGS", "--runtime runc" if shutil.which("runc") else "")
-    run_args = os.environ.get("TASKAPI_PODMAN_RUN_ARGS", "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024")
-    return global_args, run_args
-
-
-@pytest.fixture(scope="session")
-def test_image(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A tiny busybox image imported into podman (no registry needed)."""
-    _need("podman")
-    if not BUSYBOX.exists():
-        pytest.fail(f"{BUSYBOX} is missing: install Debian's busybox-static to build the test image")
-    global_args = podman_args()[0].split()
-    if subprocess.run(["podman", *global_args, "image", "exists", TEST_IMAGE], check=False).returncode == 0:
-        return TEST_IMAGE
-    archive = tmp_path_factory.mktemp("image") / "rootfs.tar"
-    with tarfile.open(archive, "w") as tar:
-        for folder in ("bin", "tmp", "proc", "sys", "dev", "etc"):
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if folder == "tmp" else 0o755
-            tar.addfile(info)
-        tar.add(BUSYBOX, "bin/busybox")
-        for applet in APPLETS:
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(info)
-    with open(archive, "rb") as source:
-        subprocess.run(["podman", *global_args, "import", "-", TEST_IMAGE], stdin=source, check=True)
-    return TEST_IMAGE
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Local:
