@@ -181,3 +181,7 @@ def test_bad_log_parameters(gateway: Gateway, api: str) -> None:
     assert_problem(gateway("GET", f"/v1/apis/{api}/tasks/{task_id}/logs", params={"stream": "stdin"}), 422)
     gateway.wait_final(api, task_id)
     assert_problem(gateway("GET", f"/v1/apis/{api}/tasks/{task_id}/logs", params={"attempt": "9"}), 404)
+
+
+def test_empty_path_segments_are_404_problems_not_redirects(gateway: Gateway, api: str) -> None:
+    assert_problem(gateway("GET", f"/v1/apis/{api}/tasks//logs", allow_redirects=False), 404)

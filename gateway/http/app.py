@@ -60,6 +60,8 @@ def create_app(settings: Settings, backend: Backend) -> Flask:
         validation_error_callback=_validation_problem,
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # "//" must not turn into an HTML redirect: an empty task ID is simply not found.
+    app.url_map.merge_slashes = False
     app.extensions["taskapi.backend"] = backend
     app.extensions["taskapi.settings"] = settings
     keys = KeyChecker(settings.keys())

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Response
 
-PROBLEM_TYPE_BASE = "https://taskapi.dev/problems/"
+PROBLEM_TYPE_BASE = "urn:taskapi:problem:"
 
 
 class ProblemError(Exception):

@@ -127,6 +127,29 @@ def _check_log_key(attempt: object, stream: object) -> None:
         raise ValueError(f"log stream {stream!r} is not one of {', '.join(STREAMS)}")
 
 
+class _SourceFailed(Exception):
+    """Reading a log source failed: its error is the caller's, not the archive's."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _pieces(source: LogSource) -> Iterator[bytes]:
+    """A log source's bytes in chunks of at most ``CHUNK_SIZE`` (bytes as they are)."""
+    if isinstance(source, bytes):
+        yield source
+        return
+    while True:
+        try:
+            chunk = source.read(CHUNK_SIZE)
+        except Exception as error:
+            raise _SourceFailed(error) from error
+        if not chunk:
+            return
+        yield chunk
+
+
 class _ObjectArchive(ABC):
     """The archive's logic over a store of whole objects by key; subclasses supply the store."""
 
@@ -177,6 +200,28 @@ class _ObjectArchive(ABC):
             return None
         return self._open(_log_key(api, task_id, attempt, stream))
 
+    def _sort_key_of(self, api: str, task_id: str) -> str | None:
+        if not (valid_api(api) and valid_task_id(task_id)):
+            return None
+        blob = self._read(f"{api}/ids/{task_id}")
+        if blob is None:
+            return None
+        key = blob.decode("ascii", "replace")
+        if not SORT_KEY.fullmatch(key) or not key.endswith(task_id):
+            raise Unavailable(f"archive index entry of task {task_id} of API {api} is corrupt")
+        return key
+
+    def _parse(self, key: str, blob: bytes | None) -> JobStatus | None:
+        if blob is None:
+            return None
+        try:
+            return JobStatus.model_validate_json(blob)
+        except ValidationError:
+            raise Unavailable(f"archived record {key} is corrupt") from None
+
+    def _read_many(self, keys: list[str]) -> list[bytes | None]:
+        return [self._read(key) for key in keys]
+
     def list(
         self, api: str, status: TaskStatus | None, limit: int, cursor: str | None
     ) -> tuple[list[JobStatus], str | None]:
@@ -213,28 +258,6 @@ class _ObjectArchive(ABC):
                     page.append((key, job))
         more = next(keys, None) is not None
         return [job for _, job in page], page[-1][0] if more else None
-
-    def _sort_key_of(self, api: str, task_id: str) -> str | None:
-        if not (valid_api(api) and valid_task_id(task_id)):
-            return None
-        blob = self._read(f"{api}/ids/{task_id}")
-        if blob is None:
-            return None
-        key = blob.decode("ascii", "replace")
-        if not SORT_KEY.fullmatch(key) or not key.endswith(task_id):
-            raise Unavailable(f"archive index entry of task {task_id} of API {api} is corrupt")
-        return key
-
-    def _parse(self, key: str, blob: bytes | None) -> JobStatus | None:
-        if blob is None:
-            return None
-        try:
-            return JobStatus.model_validate_json(blob)
-        except ValidationError:
-            raise Unavailable(f"archived record {key} is corrupt") from None
-
-    def _read_many(self, keys: list[str]) -> list[bytes | None]:
-        return [self._read(key) for key in keys]
 
     @abstractmethod
     def _write(self, key: str, source: LogSource) -> None:
@@ -278,24 +301,25 @@ class DirectoryArchive(_ObjectArchive):
 
     def _write(self, key: str, source: LogSource) -> None:
         target = self._path(key)
+        temp: Path | None = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    if isinstance(source, bytes):
-                        out.write(source)
-                    else:
-                        while chunk := source.read(CHUNK_SIZE):
-                            out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(temp, target)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            temp = Path(name)
+            with os.fdopen(fd, "wb") as out:
+                for piece in _pieces(source):
+                    out.write(piece)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, target)
+            temp = None
+        except _SourceFailed as failed:
+            raise failed.error from None
         except OSError as error:
             raise self._fail(error) from None
+        finally:
+            if temp is not None:
+                temp.unlink(missing_ok=True)
 
     def _read(self, key: str) -> bytes | None:
         try:
