@@ -8,6 +8,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import requests
+
 from tests.conftest import Gateway, process_spec, python_spec, wait_for
 
 READ_JOB_FILE = (
@@ -241,10 +243,13 @@ def test_task_sees_container_env_and_argv_without_shell(gateway: Gateway) -> Non
 
 def test_metrics_count_submissions_across_workers(gateway: Gateway) -> None:
     gateway.deploy(python_spec("counted", "pass"))
-    for _ in range(6):
-        gateway.submit("counted")
-    text = gateway("GET", "/metrics").text
-    assert 'taskapi_tasks_submitted_total{api="counted"} 6.0' in text
+    headers = {"Authorization": f"Bearer {gateway.api_key}"}
+    # A new connection each time, so gunicorn's workers share the requests between them.
+    for _ in range(20):
+        assert requests.post(f"{gateway.url}/counted", json={}, headers=headers, timeout=10).status_code == 200
+    for _ in range(10):
+        text = requests.get(f"{gateway.url}/metrics", headers=headers, timeout=10).text
+        assert 'taskapi_tasks_submitted_total{api="counted"} 20.0' in text
     assert "taskapi_http_requests_total" in text and 'taskapi_tasks{api="counted"' in text
 
 

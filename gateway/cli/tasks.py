@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from typing import IO, Any
 
@@ -149,7 +150,7 @@ def submit(
         return
     if not state.wants_json:
         click.echo(record["job_id"])
-    progress = Progress(click.get_text_stream("stderr"))
+    progress = Progress(sys.stderr)
     try:
         final = client.wait(api, record["job_id"], on_update=progress.update)
     except KeyboardInterrupt:
@@ -176,7 +177,7 @@ def submit(
 def logs(state: State, api: str, task_id: str, follow: bool, stderr: bool, attempt: int | None) -> None:
     """Print the output of task TASK_ID of API as it comes."""
     chunks = state.client().logs(api, task_id, stream="stderr" if stderr else "stdout", attempt=attempt, follow=follow)
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     for chunk in chunks:
         out.write(chunk)
         # Without a flush, output piped to another program would arrive in blocks, not as it comes.
