@@ -16,6 +16,7 @@ from urllib.parse import quote
 import requests
 
 from gateway import __version__
+from gateway.profile import load_profile
 from gateway.spec import SpecError, load_documents, parse_specs
 from gateway.task_states import IN_PROGRESS
 
@@ -76,16 +77,20 @@ def _segment(value: str) -> str:
 class TaskAPIClient:
     """A client of one gateway.
 
-    ``url`` defaults to ``$TASKAPI_URL`` (else ``http://127.0.0.1:8080``), ``api_key`` to
-    ``$TASKAPI_API_KEY``; ``timeout`` is the seconds to wait for an answer to any one request.
+    ``url`` defaults to ``$TASKAPI_URL``, else the gateway saved by ``taskapi cluster up``, else
+    ``http://127.0.0.1:8080``; ``api_key`` to ``$TASKAPI_API_KEY``, else the saved key when the saved gateway
+    is the one used. ``timeout`` is the seconds to wait for an answer to any one request.
     """
 
     def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 30) -> None:
-        self.url = (url or os.environ.get("TASKAPI_URL") or DEFAULT_URL).rstrip("/")
+        profile = load_profile()
+        self.url = (url or os.environ.get("TASKAPI_URL") or profile.get("url") or DEFAULT_URL).rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"taskapi-client/{__version__}"
-        api_key = api_key or os.environ.get("TASKAPI_API_KEY")
+        # The saved key goes only to the saved gateway, never to another URL given by flag or environment.
+        saved_key = profile.get("api_key") if profile.get("url", "").rstrip("/") == self.url else None
+        api_key = api_key or os.environ.get("TASKAPI_API_KEY") or saved_key
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
         # API name -> endpoint path segment; an API's endpoint only changes when it is redeployed.

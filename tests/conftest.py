@@ -77,7 +77,8 @@ class Gateway:
         """Start serving and wait until ready."""
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from gateway.cli.main import main; main()", "serve",
-             "--port", str(self.port), "--state-dir", str(self.state_dir), "--workers", "2"],
+             "--port", str(self.port), "--state-dir", str(self.state_dir),
+             "--workers", self.env.get("TASKAPI_WORKERS", "2")],
             env=self.env,
             start_new_session=True,
         )  # fmt: skip
@@ -149,6 +150,18 @@ class Gateway:
                 what=f"task {task_id} to be {status}",
             )
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_saved_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep a developer's saved gateway (``taskapi cluster up``) out of the tests."""
+    previous = os.environ.get("TASKAPI_CONFIG")
+    os.environ["TASKAPI_CONFIG"] = str(tmp_path_factory.mktemp("profile") / "config.json")
+    yield
+    if previous is None:
+        os.environ.pop("TASKAPI_CONFIG", None)
+    else:
+        os.environ["TASKAPI_CONFIG"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import click
 
 from gateway import __version__
 from gateway.cli.apis import delete, deploy, get
+from gateway.cli.cluster import cluster
 from gateway.cli.common import OUTPUTS, State, print_error
 from gateway.cli.server import runner, serve
 from gateway.cli.tasks import logs, stop, submit
@@ -60,7 +61,7 @@ def cli(ctx: click.Context, url: str | None, api_key: str | None, output: str) -
     ctx.obj = State(url, api_key, output)
 
 
-for _command in (serve, runner, deploy, get, submit, logs, stop, delete):
+for _command in (serve, runner, deploy, get, submit, logs, stop, delete, cluster):
     cli.add_command(_command)
 
 

@@ -1,0 +1,99 @@
+"""Putting the platform on a new cluster: wait for Nomad, then register the jobspecs under ``jobspecs/``.
+
+Jobspecs are HCL; Nomad's own ``/v1/jobs/parse`` turns each into JSON, with the HCL variables the jobspec
+declares taken from the Terraform outputs, so no HCL parser of ours stands between the file and Nomad.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import nomad
+import requests
+from nomad.api.exceptions import BaseNomadException
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+DECLARED_VARIABLE = re.compile(r'^\s*variable\s+"([A-Za-z_][A-Za-z0-9_-]*)"', re.MULTILINE)
+
+
+class PlatformError(RuntimeError):
+    """Nomad did not come up, or refused a jobspec; the message says which and why."""
+
+
+class _NoLeader(Exception):
+    pass
+
+
+def default_jobspecs_dir() -> Path:
+    """``jobspecs/`` of this checkout."""
+    return Path(__file__).resolve().parents[2] / "jobspecs"
+
+
+def wait_for_nomad(client: nomad.Nomad, timeout: float) -> str:
+    """The address of Nomad's leader, once there is one; PlatformError after ``timeout`` seconds."""
+
+    def leader() -> str:
+        try:
+            address = client.status.leader.get_leader()
+        except (BaseNomadException, requests.RequestException) as exc:
+            raise _NoLeader(str(exc)) from exc
+        if not address:
+            raise _NoLeader("no leader elected yet")
+        return str(address)
+
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_exponential(multiplier=0.5, max=10),
+        retry=retry_if_exception_type(_NoLeader),
+        reraise=True,
+    )
+    try:
+        return retrying(leader)
+    except _NoLeader as exc:
+        raise PlatformError(f"Nomad had no leader after {timeout:.0f}s: {exc}") from None
+
+
+def hcl_variables(jobspec: str, values: Mapping[str, Any]) -> str:
+    """An HCL variables file with the values of the variables ``jobspec`` declares (others are left out)."""
+    lines = []
+    for name in DECLARED_VARIABLE.findall(jobspec):
+        if name in values and values[name] is not None:
+            lines.append(f"{name} = {_hcl_value(values[name])}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _hcl_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_hcl_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_hcl_value(str(k))} = {_hcl_value(v)}" for k, v in value.items()) + "}"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("${", "$${")
+    return f'"{text}"'
+
+
+def register_jobspecs(client: nomad.Nomad, directory: Path, values: Mapping[str, Any]) -> list[str]:
+    """Parse (through Nomad) and register every ``*.nomad.hcl`` in ``directory``; the job IDs registered."""
+    registered = []
+    for path in sorted(directory.glob("*.nomad.hcl")):
+        text = path.read_text()
+        body = {"JobHCL": text, "Canonicalize": True, "Variables": hcl_variables(text, values)}
+        try:
+            job = client.jobs.request("parse", json=body, method="post").json()
+            client.jobs.register_job({"Job": job})
+        except BaseNomadException as exc:
+            raise PlatformError(f"Nomad refused {path.name}: {_nomad_message(exc)}") from None
+        registered.append(str(job["ID"]))
+    return registered
+
+
+def _nomad_message(exc: BaseNomadException) -> str:
+    response = getattr(exc, "nomad_resp", None)
+    text = getattr(response, "text", None)
+    return (text or str(exc)).strip()
