@@ -253,6 +253,14 @@ def test_metrics_count_submissions_across_workers(gateway: Gateway) -> None:
     assert "taskapi_http_requests_total" in text and 'taskapi_tasks{api="counted"' in text
 
 
+def test_metrics_name_the_node_groups_of_each_api(gateway: Gateway) -> None:
+    gateway.deploy(python_spec("grouped", "pass", node_groups=["cpu-spot", "gpu-spot"]))
+    text = gateway("GET", "/metrics").text
+    assert 'taskapi_api_node_group{api="grouped",node_group="cpu-spot"} 1.0' in text
+    assert 'taskapi_api_node_group{api="grouped",node_group="gpu-spot"} 1.0' in text
+    assert 'taskapi_api_node_group{api="counted"' not in text
+
+
 def test_openapi_is_generated_from_the_models(gateway: Gateway) -> None:
     doc = gateway("GET", "/openapi.json").json()
     assert doc["openapi"].startswith("3.")

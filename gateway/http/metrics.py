@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from gateway.backends.base import Backend
 
 REQUESTS = Counter("taskapi_http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -21,18 +23,26 @@ LATENCY = Histogram(
 SUBMITTED = Counter("taskapi_tasks_submitted_total", "Tasks accepted.", ["api"])
 
 
-class TaskCollector(Collector):
-    """Tasks per API and status, read from the backend at scrape time so every worker agrees."""
+class BackendCollector(Collector):
+    """Gauges read from the backend at scrape time, so every worker answers the same."""
 
-    def __init__(self, counts: Callable[[], dict[tuple[str, str], int]]) -> None:
-        self._counts = counts
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        """Yield the ``taskapi_tasks`` gauge."""
-        family = GaugeMetricFamily("taskapi_tasks", "Tasks known to the backend.", labels=["api", "status"])
-        for (api, status), count in sorted(self._counts().items()):
-            family.add_metric([api, status], count)
-        yield family
+        """Yield ``taskapi_tasks`` and ``taskapi_api_node_group``."""
+        tasks = GaugeMetricFamily("taskapi_tasks", "Tasks known to the backend.", labels=["api", "status"])
+        for (api, status), count in sorted(self._backend.status_counts().items()):
+            tasks.add_metric([api, status], count)
+        yield tasks
+        # The autoscaler joins Nomad's job summaries (which carry no pool) with this to scale each pool.
+        groups = GaugeMetricFamily(
+            "taskapi_api_node_group", "1 for each node group a Task API may run in.", labels=["api", "node_group"]
+        )
+        for info in self._backend.list_apis():
+            for group in info.spec.get("node_groups") or ():
+                groups.add_metric([info.name, group], 1)
+        yield groups
 
 
 class _ThisProcess(Collector):
@@ -43,12 +53,12 @@ class _ThisProcess(Collector):
         yield from REGISTRY.collect()
 
 
-def render(counts: Callable[[], dict[tuple[str, str], int]]) -> bytes:
+def render(backend: Backend) -> bytes:
     """The metrics page: per-process metrics merged over workers, plus the task gauge."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
         registry.register(_ThisProcess())
-    registry.register(TaskCollector(counts))
+    registry.register(BackendCollector(backend))
     return generate_latest(registry)

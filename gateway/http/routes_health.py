@@ -27,7 +27,7 @@ def register_health_routes(app: OpenAPI, backend: Backend) -> None:
 
     @app.get("/metrics", summary="Prometheus metrics", doc_ui=False)
     def prometheus() -> Response:
-        return Response(metrics.render(backend.status_counts), mimetype="text/plain; version=0.0.4")
+        return Response(metrics.render(backend), mimetype="text/plain; version=0.0.4")
 
     @app.get("/openapi.json", summary="This document", doc_ui=False)
     def openapi() -> Response:
