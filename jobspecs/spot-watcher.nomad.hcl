@@ -13,10 +13,10 @@
 # code). exec uses the host network (no group network block), so IMDS at 169.254.169.254 answers with the spot
 # pools' hop limit of 1 (a bridge network would need 2).
 #
-# The script reaches the job as a template (HCL2 file(), read by the `nomad job run` CLI on the operator's
-# machine; a registration through /v1/jobs/parse has no file access and must pass the file's text as the
-# variable's file instead). Template delimiters are set to strings the script does not contain, so its text is
-# copied verbatim.
+# The script reaches the job as the text of the variable watcher_script: `taskapi cluster up` passes the file's
+# content (registration goes through /v1/jobs/parse, which has no file access); by hand:
+#   nomad job run -var "watcher_script=$(cat scripts/spot_watcher.py)" jobspecs/spot-watcher.nomad.hcl
+# Template delimiters are set to strings the script does not contain, so its text is copied verbatim.
 #
 # Secrets: none. NOMAD_TOKEN is the task's workload identity; it talks to the local agent through the Task API
 # socket (secrets/api.sock, authenticated by that identity, no TLS or address to configure). Its rights come
@@ -24,8 +24,7 @@
 
 variable "watcher_script" {
   type        = string
-  default     = "scripts/spot_watcher.py"
-  description = "Path of scripts/spot_watcher.py, relative to where `nomad job run` runs (the repository root)."
+  description = "The text of scripts/spot_watcher.py."
 }
 
 variable "interval" {
@@ -88,7 +87,7 @@ job "spot-watcher" {
       }
 
       template {
-        data            = file(var.watcher_script)
+        data            = var.watcher_script
         destination     = "local/spot_watcher.py"
         perms           = "0555"
         left_delimiter  = "[[[no-template"

@@ -10,7 +10,13 @@ import nomad
 import requests
 
 from gateway.cli.common import State, echo_json, output_option, pairs, pass_state
-from gateway.cluster.platform import PlatformError, default_jobspecs_dir, register_jobspecs, wait_for_nomad
+from gateway.cluster.platform import (
+    PlatformError,
+    default_jobspecs_dir,
+    platform_values,
+    register_jobspecs,
+    wait_for_nomad,
+)
 from gateway.cluster.stack import Stack, StackError, default_module_dir
 from gateway.profile import forget_profile, save_profile
 
@@ -93,7 +99,7 @@ def up(
         click.echo(f"==> waiting for Nomad at {address}", err=True)
         wait_for_nomad(client, wait_seconds)
         click.echo("==> registering jobspecs/", err=True)
-        jobs = register_jobspecs(client, default_jobspecs_dir(), outputs)
+        jobs = register_jobspecs(client, default_jobspecs_dir(), platform_values(outputs))
     except PlatformError as exc:
         raise click.ClickException(str(exc)) from None
     saved = save_profile(str(outputs["gateway_url"]), gateway_key)

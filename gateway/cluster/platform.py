@@ -78,6 +78,18 @@ def _hcl_value(value: Any) -> str:
     return f'"{text}"'
 
 
+def platform_values(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The jobspecs' variables, from the Terraform outputs (and the watcher script's text)."""
+    pools = outputs.get("pools") or {}
+    return {
+        **outputs,
+        "aws_region": outputs.get("region"),
+        "public_url": outputs.get("gateway_url"),
+        "pool_asgs": {name: pool["asg_name"] for name, pool in pools.items()},
+        "watcher_script": (default_jobspecs_dir().parent / "scripts" / "spot_watcher.py").read_text(),
+    }
+
+
 def register_jobspecs(client: nomad.Nomad, directory: Path, values: Mapping[str, Any]) -> list[str]:
     """Parse (through Nomad) and register every ``*.nomad.hcl`` in ``directory``; the job IDs registered."""
     registered = []
