@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,11 @@ def default_state_dir() -> Path:
     """``$XDG_STATE_HOME/taskapi``, else ``~/.local/state/taskapi``."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "taskapi"
+
+
+def _nomad_alias(name: str) -> AliasChoices:
+    """``TASKAPI_NOMAD_<NAME>``, then Nomad's own ``NOMAD_<NAME>``, then the field name (for flags)."""
+    return AliasChoices(f"TASKAPI_NOMAD_{name.upper()}", f"NOMAD_{name.upper()}", f"nomad_{name}")
 
 
 class Settings(BaseSettings):
@@ -49,6 +54,24 @@ class Settings(BaseSettings):
     podman_run_args: str = Field("", description="Extra 'podman run' arguments, e.g. '--ulimit nofile=1024:1024'.")
     docker_args: str = ""
     docker_run_args: str = ""
+
+    # Nomad backend: each setting also reads the variable Nomad's own CLI reads (NOMAD_ADDR, ...);
+    # TASKAPI_NOMAD_* wins when both are set.
+    nomad_addr: str = Field("http://127.0.0.1:4646", validation_alias=_nomad_alias("addr"))
+    nomad_token: str | None = Field(None, validation_alias=_nomad_alias("token"), description="ACL token.")
+    nomad_namespace: str | None = Field(None, validation_alias=_nomad_alias("namespace"))
+    nomad_region: str | None = Field(None, validation_alias=_nomad_alias("region"))
+    nomad_cacert: Path | None = Field(
+        None, validation_alias=_nomad_alias("cacert"), description="CA certificate that signed Nomad's."
+    )
+    nomad_client_cert: Path | None = Field(None, validation_alias=_nomad_alias("client_cert"))
+    nomad_client_key: Path | None = Field(None, validation_alias=_nomad_alias("client_key"))
+    nomad_skip_verify: bool = Field(
+        False, validation_alias=_nomad_alias("skip_verify"), description="Do not verify Nomad's TLS certificate."
+    )
+    archive: str | None = Field(
+        None, description="Where finished Nomad tasks are archived: s3://bucket/prefix or a directory."
+    )
 
     def keys(self) -> list[str]:
         """The configured bearer keys (from ``api_keys`` and ``api_keys_file``)."""

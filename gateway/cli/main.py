@@ -10,7 +10,7 @@ from gateway import __version__
 from gateway.cli.apis import delete, deploy, get
 from gateway.cli.cluster import cluster
 from gateway.cli.common import OUTPUTS, State, print_error
-from gateway.cli.server import runner, serve
+from gateway.cli.server import reconcile, runner, serve
 from gateway.cli.tasks import logs, stop, submit
 from gateway.client import DEFAULT_URL, TaskAPIError
 
@@ -61,7 +61,7 @@ def cli(ctx: click.Context, url: str | None, api_key: str | None, output: str) -
     ctx.obj = State(url, api_key, output)
 
 
-for _command in (serve, runner, deploy, get, submit, logs, stop, delete, cluster):
+for _command in (serve, runner, reconcile, deploy, get, submit, logs, stop, delete, cluster):
     cli.add_command(_command)
 
 

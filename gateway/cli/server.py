@@ -87,3 +87,11 @@ def runner(**flags: Any) -> None:
         run(settings)
     except RunnerAlreadyRunning as exc:
         raise CliError(str(exc)) from None
+
+
+@click.command()
+def reconcile() -> None:
+    """Run the Nomad reconciler: deadlines, re-placement after drains, archiving (NOMAD_*, TASKAPI_ARCHIVE)."""
+    from gateway.backends.nomad.reconciler import main as run_reconciler
+
+    run_reconciler()
