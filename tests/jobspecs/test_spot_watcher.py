@@ -4,15 +4,11 @@ The watcher runs in-process (its ``run`` loop in a thread with a short interval 
 subprocess (``python -I -S``: no site-packages, so only the standard library can be imported). Nothing waits a
 fixed time: tests wait for IMDS polls or Nomad state with deadlines.
 
-Not here: the end-to-end test through the gateway's HTTP API (attempts ``preempted``, ``succeeded``) needs the
-Nomad backend that is still being finished; these tests stop at the Nomad state the backend reads (the stopped
-allocation has ``DesiredStatus: stop`` and ``DesiredTransition.Migrate``, which gateway/backends/nomad/status.py
-reports as ``preempted``; the replacement ends ``complete``).
+The same interruption seen through the gateway's HTTP API is in test_spot_end_to_end.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -36,6 +32,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.conftest import wait_for
 from tests.jobspecs.imds_double import REBALANCE_PATH, SPOT_PATH, TOKEN_PATH, IMDSDouble
 from tests.nomad_double import NomadDouble
 
@@ -43,34 +40,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "spot_watcher.py"
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 ACL_TOKEN = "0b8c6d3e-test-only-management-token"  # the double's token for this test run, not a real secret
-
-
-@pytest.fixture(scope="module")
-def sw() -> ModuleType:
-    """The watcher script imported as a module."""
-    spec = importlib.util.spec_from_file_location("spot_watcher", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["spot_watcher"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-@pytest.fixture
-def imds() -> Iterator[IMDSDouble]:
-    with IMDSDouble() as double:
-        yield double
 
 
 class Cluster:
@@ -263,7 +232,7 @@ def test_spot_notice_moves_the_task_to_another_node(imds: IMDSDouble, cluster: C
 
     # AWS gives its two-minute notice.
     imds.set_spot_notice("terminate", "2026-12-04T17:02:00Z")
-    wait_until(lambda: first in watch.watcher.state.stopped, "the allocation on node A to be stopped")
+    wait_for(lambda: first in watch.watcher.state.stopped, what="the allocation on node A to be stopped")
 
     node = nomad.node(node_a)
     assert node["SchedulingEligibility"] == "ineligible"
@@ -316,13 +285,13 @@ def test_rebalance_then_interruption_rewrites_only_the_kind(imds: IMDSDouble, cl
                                                             running: Callable[..., Running]) -> None:
     watch = running()
     imds.set_rebalance()
-    wait_until(lambda: cluster.first_alloc in watch.watcher.state.stopped, "the evacuation on a rebalance")
+    wait_for(lambda: cluster.first_alloc in watch.watcher.state.stopped, what="the evacuation on a rebalance")
     assert cluster.metadata(cluster.node_a)["taskapi_interruption"] == "rebalance-recommendation"
     imds.wait_for_polls(3)
     assert cluster.posts("/v1/client/metadata") == 1
 
     imds.set_spot_notice()
-    wait_until(lambda: watch.watcher.state.recorded_kind == "spot-interruption", "the escalation")
+    wait_for(lambda: watch.watcher.state.recorded_kind == "spot-interruption", what="the escalation")
     imds.wait_for_polls(3)
     assert cluster.metadata(cluster.node_a)["taskapi_interruption"] == "spot-interruption"
     assert cluster.posts("/v1/client/metadata") == 2
@@ -334,13 +303,13 @@ def test_cordon_only_on_rebalance_when_told(imds: IMDSDouble, cluster: Cluster,
                                             running: Callable[..., Running]) -> None:
     watch = running(evacuate_on_rebalance=False)
     imds.set_rebalance()
-    wait_until(lambda: watch.watcher.state.ineligible, "the node to be cordoned")
+    wait_for(lambda: watch.watcher.state.ineligible, what="the node to be cordoned")
     imds.wait_for_polls(3)
     assert cluster.alloc(cluster.first_alloc)["DesiredStatus"] == "run"
     assert cluster.posts("/v1/allocation/" + cluster.first_alloc + "/stop") == 0
 
     imds.set_lifecycle("Terminated")  # the ASG takes the instance after all: now evacuate
-    wait_until(lambda: cluster.first_alloc in watch.watcher.state.stopped, "the evacuation")
+    wait_for(lambda: cluster.first_alloc in watch.watcher.state.stopped, what="the evacuation")
     assert cluster.metadata(cluster.node_a)["taskapi_interruption"] == "asg-lifecycle"
 
 
