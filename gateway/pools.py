@@ -1,12 +1,12 @@
 """The Nomad client pools of a cluster: the ONE definition, shared with Terraform.
 
-The pools live in ``terraform/pools.json``. Terraform reads that file with ``jsondecode(file(...))`` to
+The pools live in ``terraform/pools.json``; ``gateway/pools.json`` links to it, so the installed package (and
+a gateway image built from it) carries the same file. Terraform reads that file with ``jsondecode(file(...))`` to
 create one Auto Scaling group per pool (and to render each client's ``node_pool`` / ``node_class`` /
 ``meta``); this module reads the same file, so a spec's ``node_groups`` entry (a pool name) maps onto the
 Nomad node pool and node class the nodes of that pool really register with. Nothing else spells the names.
 
-``TASKAPI_POOLS_FILE`` points at another copy of the file (e.g. inside a gateway image built without the
-repository's ``terraform/`` folder).
+``TASKAPI_POOLS_FILE`` points at another copy of the file.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 POOLS_FILE_ENV = "TASKAPI_POOLS_FILE"
-DEFAULT_POOLS_FILE = Path(__file__).resolve().parent.parent / "terraform" / "pools.json"
+DEFAULT_POOLS_FILE = Path(__file__).resolve().parent / "pools.json"
 
 
 @dataclass(frozen=True)

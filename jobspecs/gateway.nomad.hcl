@@ -1,6 +1,5 @@
 # The Task API gateway: `taskapi serve --backend nomad` under gunicorn, two instances behind the ALB.
 #
-#   # from the repository root (file() reads terraform/pools.json):
 #   nomad job run \
 #     -var gateway_image=<registry>/taskapi:<tag> \
 #     -var archive_bucket=$(terraform -chdir=terraform output -raw archive_bucket) \
@@ -76,12 +75,6 @@ variable "gunicorn_threads" {
   type        = number
   default     = 8
   description = "Threads per gunicorn worker (TASKAPI_THREADS); a followed log stream holds one."
-}
-
-variable "pools_file" {
-  type        = string
-  default     = "terraform/pools.json"
-  description = "The pools file (the ONE pool definition), relative to where `nomad job run` runs (the repository root)."
 }
 
 variable "datacenters" {
@@ -175,7 +168,6 @@ job "taskapi-gateway" {
         TASKAPI_PUBLIC_URL    = var.public_url
         TASKAPI_ARCHIVE       = "s3://${var.archive_bucket}/${var.archive_prefix}"
         TASKAPI_API_KEYS_FILE = "${NOMAD_SECRETS_DIR}/api_keys"
-        TASKAPI_POOLS_FILE    = "${NOMAD_TASK_DIR}/pools.json"
         # The Nomad client agent of this node (its HTTP API proxies to the servers).
         NOMAD_ADDR      = "http://${attr.unique.network.ip-address}:4646"
         NOMAD_NAMESPACE = "default"
@@ -191,16 +183,6 @@ job "taskapi-gateway" {
         destination          = "secrets/api_keys"
         change_mode          = "restart"
         error_on_missing_key = true
-      }
-
-      # The pool definition shipped as is (gateway/pools.py reads $TASKAPI_POOLS_FILE): the image need not
-      # contain terraform/. HCL2 file() is read by the `nomad job run` CLI; custom delimiters copy it verbatim.
-      template {
-        data            = file(var.pools_file)
-        destination     = "local/pools.json"
-        left_delimiter  = "[[[no-template"
-        right_delimiter = "no-template]]]"
-        change_mode     = "restart"
       }
 
       # AWS: assume the gateway role with the node's instance profile (no key anywhere).

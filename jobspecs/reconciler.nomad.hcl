@@ -3,7 +3,6 @@
 # It is idempotent and safe to run twice, so a second copy during a deployment or a reschedule does no harm;
 # count = 1 keeps the normal case to one.
 #
-#   (from the repository root: file() reads terraform/pools.json)
 #   nomad job run -var gateway_image=... -var archive_bucket=... -var gateway_role_arn=... -var aws_region=... \
 #     jobspecs/reconciler.nomad.hcl
 #
@@ -36,12 +35,6 @@ variable "gateway_role_arn" {
 variable "aws_region" {
   type        = string
   description = "AWS region of the cluster (terraform output region)."
-}
-
-variable "pools_file" {
-  type        = string
-  default     = "terraform/pools.json"
-  description = "The pools file (the ONE pool definition), relative to where `nomad job run` runs (the repository root)."
 }
 
 variable "datacenters" {
@@ -95,21 +88,10 @@ job "taskapi-reconciler" {
         TASKAPI_BACKEND    = "nomad"
         TASKAPI_LOG_LEVEL  = "info"
         TASKAPI_ARCHIVE    = "s3://${var.archive_bucket}/${var.archive_prefix}"
-        TASKAPI_POOLS_FILE = "${NOMAD_TASK_DIR}/pools.json"
         NOMAD_ADDR         = "http://${attr.unique.network.ip-address}:4646"
         NOMAD_NAMESPACE    = "default"
         AWS_REGION         = var.aws_region
         AWS_CONFIG_FILE    = "${NOMAD_TASK_DIR}/aws.config"
-      }
-
-      # The pool definition shipped as is (gateway/pools.py reads $TASKAPI_POOLS_FILE): the image need not
-      # contain terraform/. HCL2 file() is read by the `nomad job run` CLI; custom delimiters copy it verbatim.
-      template {
-        data            = file(var.pools_file)
-        destination     = "local/pools.json"
-        left_delimiter  = "[[[no-template"
-        right_delimiter = "no-template]]]"
-        change_mode     = "restart"
       }
 
       template {

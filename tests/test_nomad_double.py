@@ -22,36 +22,144 @@ if not SAMPLES.is_dir():
     SAMPLES = Path("/work/shared/reference/nomad-api")
 
 # Dicts keyed by data (task names, group names...): every value is compared with the merged sample values.
-DATA_MAPS = {"TaskStates", "TaskResources", "Summary", "Drivers", "Scores", "NodesAvailable", "HostVolumes",
-             "HostNetworks", "QueuedAllocations", "FailedTGAllocs", "ClassFiltered", "ConstraintFiltered",
-             "ClassExhausted", "DimensionExhausted"}
+DATA_MAPS = {
+    "TaskStates",
+    "TaskResources",
+    "Summary",
+    "Drivers",
+    "Scores",
+    "NodesAvailable",
+    "HostVolumes",
+    "HostNetworks",
+    "QueuedAllocations",
+    "FailedTGAllocs",
+    "ClassFiltered",
+    "ConstraintFiltered",
+    "ClassExhausted",
+    "DimensionExhausted",
+}
 # Free-form maps (user data): not compared.
-FREE_MAPS = {"Meta", "Config", "Env", "Attributes", "Details", "GetterOptions", "Dynamic", "Static", "Links",
-             "Payload"}
+FREE_MAPS = {"Meta", "Config", "Env", "Attributes", "Details", "GetterOptions", "Dynamic", "Static", "Links", "Payload"}
 # Fields current Nomad serializes that an older or abbreviated documentation sample omits (each is present in
 # another sample or in Nomad's structs). Any other extra key fails.
 NEWER_FIELDS = {
     # jobs
-    "Namespace", "Datacenters", "Multiregion", "NodePool", "Periodic", "ParameterizedJob", "Stop", "SubmitTime",
-    "Unknown", "Spreads", "Dispatched", "DispatchIdempotencyToken", "ConsulToken", "VaultToken", "Migrate",
-    "Reschedule", "Stable", "Version", "ReschedulePolicy", "Networks", "Services", "Volumes", "Update", "Scaling",
-    "StopAfterClientDisconnect", "MaxRunDuration", "ShutdownDelay", "KillSignal", "Lifecycle", "MemoryMaxMB",
-    "Devices", "RenderTemplates", "Disabled", "ConsulNamespace", "VaultNamespace", "NomadTokenID", "Warnings",
-    "Index", "LastContact", "KnownLeader", "VolumeEvalID", "VolumeEvalIndex", "EvalID", "EvalCreateIndex",
-    "JobModifyIndex", "Constraints", "Affinities", "Meta", "Payload", "Status", "StatusDescription", "Region",
-    "ID", "Name", "Type", "Priority", "AllAtOnce", "ParentID", "TaskGroups", "CreateIndex", "ModifyIndex",
+    "Namespace",
+    "Datacenters",
+    "Multiregion",
+    "NodePool",
+    "Periodic",
+    "ParameterizedJob",
+    "Stop",
+    "SubmitTime",
+    "Unknown",
+    "Spreads",
+    "Dispatched",
+    "DispatchIdempotencyToken",
+    "ConsulToken",
+    "VaultToken",
+    "Migrate",
+    "Reschedule",
+    "Stable",
+    "Version",
+    "ReschedulePolicy",
+    "Networks",
+    "Services",
+    "Volumes",
+    "Update",
+    "Scaling",
+    "StopAfterClientDisconnect",
+    "MaxRunDuration",
+    "ShutdownDelay",
+    "KillSignal",
+    "Lifecycle",
+    "MemoryMaxMB",
+    "Devices",
+    "RenderTemplates",
+    "Disabled",
+    "ConsulNamespace",
+    "VaultNamespace",
+    "NomadTokenID",
+    "Warnings",
+    "Index",
+    "LastContact",
+    "KnownLeader",
+    "VolumeEvalID",
+    "VolumeEvalIndex",
+    "EvalID",
+    "EvalCreateIndex",
+    "JobModifyIndex",
+    "Constraints",
+    "Affinities",
+    "Meta",
+    "Payload",
+    "Status",
+    "StatusDescription",
+    "Region",
+    "ID",
+    "Name",
+    "Type",
+    "Priority",
+    "AllAtOnce",
+    "ParentID",
+    "TaskGroups",
+    "CreateIndex",
+    "ModifyIndex",
     # allocations
-    "AllocatedResources", "DeploymentStatus", "DesiredTransition", "FollowupEvalID", "JobType", "JobVersion",
-    "NodeName", "PreemptedAllocations", "PreemptedByAllocation", "ModifyTime", "CreateTime", "NextAllocation",
-    "PreviousAllocation", "RescheduleTracker", "LastReschedule", "DeploymentID", "AllocStates", "NetworkStatus",
-    "TaskHandle", "LastRestart", "Restarts", "StartedAt", "FinishedAt", "Details", "DisplayMessage",
-    "GenericSource", "QuotaExhausted", "ResourcesExhausted", "ScoreMetaData", "NodesInPool", "AllocModifyIndex",
+    "AllocatedResources",
+    "DeploymentStatus",
+    "DesiredTransition",
+    "FollowupEvalID",
+    "JobType",
+    "JobVersion",
+    "NodeName",
+    "PreemptedAllocations",
+    "PreemptedByAllocation",
+    "ModifyTime",
+    "CreateTime",
+    "NextAllocation",
+    "PreviousAllocation",
+    "RescheduleTracker",
+    "LastReschedule",
+    "DeploymentID",
+    "AllocStates",
+    "NetworkStatus",
+    "TaskHandle",
+    "LastRestart",
+    "Restarts",
+    "StartedAt",
+    "FinishedAt",
+    "Details",
+    "DisplayMessage",
+    "GenericSource",
+    "QuotaExhausted",
+    "ResourcesExhausted",
+    "ScoreMetaData",
+    "NodesInPool",
+    "AllocModifyIndex",
     "NoShutdownDelay",
     # nodes and evaluations
-    "NodeResources", "ReservedResources", "LastDrain", "WaitUntil", "RelatedEvals", "QuotaLimitReached",
-    "LeaderACL", "ForceReschedule", "CSIControllerPlugins", "CSINodePlugins", "NodeID", "NodeModifyIndex",
-    "ClassEligibility", "EscapedComputedClass", "AnnotatePlan", "QueuedAllocations", "SnapshotIndex",
-    "Wait", "NextEval", "PreviousEval", "BlockedEval",
+    "NodeResources",
+    "ReservedResources",
+    "LastDrain",
+    "WaitUntil",
+    "RelatedEvals",
+    "QuotaLimitReached",
+    "LeaderACL",
+    "ForceReschedule",
+    "CSIControllerPlugins",
+    "CSINodePlugins",
+    "NodeID",
+    "NodeModifyIndex",
+    "ClassEligibility",
+    "EscapedComputedClass",
+    "AnnotatePlan",
+    "QueuedAllocations",
+    "SnapshotIndex",
+    "Wait",
+    "NextEval",
+    "PreviousEval",
+    "BlockedEval",
 }
 # Doc errors: the allocation sample puts ``Spreads`` on tasks (Nomad has it on jobs and groups only).
 MISSING_OK = {"Job.TaskGroups[].Tasks[].Spreads"}
@@ -133,21 +241,46 @@ def assert_shape(name: str, actual: Any) -> None:
 # ---------------------------------------------------------------------------------------------- fixtures
 
 
-def task_api_job(job_id: str = "taskapi-demo", attempts: int = 1, delay_s: int = 5, delay_function: str = "constant",
-                 **group_extra: Any) -> dict[str, Any]:
+def task_api_job(
+    job_id: str = "taskapi-demo",
+    attempts: int = 1,
+    delay_s: int = 5,
+    delay_function: str = "constant",
+    **group_extra: Any,
+) -> dict[str, Any]:
     """A parameterized batch job shaped like the gateway's."""
     group = {
-        "Name": "main", "Count": 1,
+        "Name": "main",
+        "Count": 1,
         "RestartPolicy": {"Attempts": 0, "Interval": 24 * 3600 * 10**9, "Delay": 15 * 10**9, "Mode": "fail"},
-        "ReschedulePolicy": {"Attempts": attempts, "Interval": 24 * 3600 * 10**9, "Delay": delay_s * 10**9,
-                             "DelayFunction": delay_function, "MaxDelay": 3600 * 10**9, "Unlimited": False},
-        "Tasks": [{"Name": "main", "Driver": "docker", "Leader": True, "Config": {"image": "busybox"},
-                   "DispatchPayload": {"File": "job.json"}, "Resources": {"CPU": 500, "MemoryMB": 256}}],
+        "ReschedulePolicy": {
+            "Attempts": attempts,
+            "Interval": 24 * 3600 * 10**9,
+            "Delay": delay_s * 10**9,
+            "DelayFunction": delay_function,
+            "MaxDelay": 3600 * 10**9,
+            "Unlimited": False,
+        },
+        "Tasks": [
+            {
+                "Name": "main",
+                "Driver": "docker",
+                "Leader": True,
+                "Config": {"image": "busybox"},
+                "DispatchPayload": {"File": "job.json"},
+                "Resources": {"CPU": 500, "MemoryMB": 256},
+            }
+        ],
         **group_extra,
     }
-    return {"ID": job_id, "Type": "batch", "Datacenters": ["dc1"],
-            "ParameterizedJob": {"Payload": "optional", "MetaRequired": ["task_id"], "MetaOptional": ["timeout"]},
-            "Meta": {"taskapi.spec": "{}"}, "TaskGroups": [group]}
+    return {
+        "ID": job_id,
+        "Type": "batch",
+        "Datacenters": ["dc1"],
+        "ParameterizedJob": {"Payload": "optional", "MetaRequired": ["task_id"], "MetaOptional": ["timeout"]},
+        "Meta": {"taskapi.spec": "{}"},
+        "TaskGroups": [group],
+    }
 
 
 @pytest.fixture
@@ -165,11 +298,20 @@ def register(nomad: NomadDouble, job: dict[str, Any]) -> dict[str, Any]:
     return resp.json()
 
 
-def dispatch(nomad: NomadDouble, parent: str, payload: bytes = b"{}", token: str = "", template: str = "t1",
-             meta: dict[str, str] | None = None) -> requests.Response:
+def dispatch(
+    nomad: NomadDouble,
+    parent: str,
+    payload: bytes = b"{}",
+    token: str = "",
+    template: str = "t1",
+    meta: dict[str, str] | None = None,
+) -> requests.Response:
     """POST /v1/job/<parent>/dispatch."""
-    body = {"Payload": base64.b64encode(payload).decode(), "Meta": meta or {"task_id": template},
-            "IdPrefixTemplate": template}
+    body = {
+        "Payload": base64.b64encode(payload).decode(),
+        "Meta": meta or {"task_id": template},
+        "IdPrefixTemplate": template,
+    }
     params = {"idempotency_token": token} if token else None
     return requests.post(f"{nomad.address}/v1/job/{parent}/dispatch", params=params, json=body, timeout=5)
 
@@ -215,8 +357,9 @@ def test_shapes_of_job_endpoints(double: NomadDouble, busy: dict[str, Any]) -> N
     assert_shape("jobs--read-job-summary.response.json", get(double, f"/v1/job/{child}/summary").json())
     resp = dispatch(double, "taskapi-demo", template="t2")
     assert_shape("jobs--dispatch-job.response.json", resp.json())
-    raw = requests.post(f"{double.address}/v1/job/taskapi-demo/dispatch/payload?meta:task_id=t3", data=b"raw body",
-                        timeout=5)
+    raw = requests.post(
+        f"{double.address}/v1/job/taskapi-demo/dispatch/payload?meta:task_id=t3", data=b"raw body", timeout=5
+    )
     assert raw.status_code == 200, raw.text
     assert_shape("jobs--dispatch-job-with-raw-payload-body.response.json", raw.json())
     assert double.payload(raw.json()["DispatchedJobID"]) == b"raw body"
@@ -273,21 +416,30 @@ def test_shapes_of_node_client_and_event_endpoints(double: NomadDouble, busy: di
     assert_shape("nodes--read-node.response.txt", get(double, f"/v1/node/{node_id}").json())
     meta = get(double, "/v1/client/metadata", node_id=node_id)
     assert meta.status_code == 200
-    update = requests.post(f"{double.address}/v1/client/metadata?node_id={node_id}",
-                           json=sample("client--update-dynamic-node-metadata.request.json"), timeout=5)
+    update = requests.post(
+        f"{double.address}/v1/client/metadata?node_id={node_id}",
+        json=sample("client--update-dynamic-node-metadata.request.json"),
+        timeout=5,
+    )
     assert_shape("client--update-dynamic-node-metadata.response.json", update.json())
     assert update.json()["Meta"]["foo"] == "bar" and "key_to_unset" not in update.json()["Meta"]
-    assert_shape("client--read-dynamic-node-metadata.response.json", get(double, "/v1/client/metadata",
-                                                                         node_id=node_id).json())
+    assert_shape(
+        "client--read-dynamic-node-metadata.response.json", get(double, "/v1/client/metadata", node_id=node_id).json()
+    )
     other = double.add_node("node-2")
-    elig = requests.post(f"{double.address}/v1/node/{other}/eligibility",
-                         json=sample("nodes--toggle-node-eligibility.request.json"), timeout=5)
+    elig = requests.post(
+        f"{double.address}/v1/node/{other}/eligibility",
+        json=sample("nodes--toggle-node-eligibility.request.json"),
+        timeout=5,
+    )
     assert_shape("nodes--toggle-node-eligibility.response.json", elig.json())
-    drain = requests.post(f"{double.address}/v1/node/{other}/drain",
-                          json=sample("nodes--drain-node.request.json"), timeout=5)
+    drain = requests.post(
+        f"{double.address}/v1/node/{other}/drain", json=sample("nodes--drain-node.request.json"), timeout=5
+    )
     assert_shape("nodes--drain-node.response.json", drain.json())
-    with requests.get(f"{double.address}/v1/event/stream", params={"topic": "Node", "index": 1}, stream=True,
-                      timeout=5) as resp:
+    with requests.get(
+        f"{double.address}/v1/event/stream", params={"topic": "Node", "index": 1}, stream=True, timeout=5
+    ) as resp:
         first = json.loads(next(line for line in resp.iter_lines() if line and line != b"{}"))
     assert first["Events"][0]["Type"] == "NodeRegistration"
     assert_shape("events--event-stream.response.json", first)
@@ -304,7 +456,8 @@ def test_shape_comparer_catches_differences() -> None:
     assert shape_diff({"A": 1}, {}) == [".A: missing"]
     assert shape_diff({"A": 1}, {"A": 1, "Zzz": 2}) == [".Zzz: unexpected"]
     assert shape_diff({"TaskStates": {"x": {"State": "a"}}}, {"TaskStates": {"y": {"State": 1}}}) == [
-        "TaskStates.*.State: str in sample, number in double"]
+        "TaskStates.*.State: str in sample, number in double"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- wire behaviour
@@ -401,9 +554,17 @@ def test_list_jobs_prefix_meta_filter_and_paging(double: NomadDouble) -> None:
 
 def test_filter_subset() -> None:
     job = {"ParentID": "p", "Status": "dead", "Meta": {"k": "v"}, "Datacenters": ["dc1"], "Stop": False}
-    truths = ['ParentID == "p"', 'Status != "running"', 'Meta.k == "v" and "dc1" in Datacenters',
-              'not (Status == "running") or Stop == true', "Meta is not empty", 'ParentID matches "^p$"',
-              "Meta.missing is empty", 'Datacenters contains "dc1"', "Stop == false"]
+    truths = [
+        'ParentID == "p"',
+        'Status != "running"',
+        'Meta.k == "v" and "dc1" in Datacenters',
+        'not (Status == "running") or Stop == true',
+        "Meta is not empty",
+        'ParentID matches "^p$"',
+        "Meta.missing is empty",
+        'Datacenters contains "dc1"',
+        "Stop == false",
+    ]
     for expr in truths:
         assert compile_filter(expr)(job), expr
     assert not compile_filter('Meta.k == "w"')(job)
@@ -422,15 +583,27 @@ def test_register_parameterized_job_creates_no_eval_and_stays_running(double: No
 
 def test_dispatch_child_fields_and_idempotency(double: NomadDouble) -> None:
     register(double, task_api_job())
-    first = dispatch(double, "taskapi-demo", payload=b'{"x": 1}', token="tok-1", template="abc",
-                     meta={"task_id": "abc", "timeout": "60"})
+    first = dispatch(
+        double,
+        "taskapi-demo",
+        payload=b'{"x": 1}',
+        token="tok-1",
+        template="abc",
+        meta={"task_id": "abc", "timeout": "60"},
+    )
     assert first.status_code == 200, first.text
     body = first.json()
     child = body["DispatchedJobID"]
     assert re.fullmatch(r"taskapi-demo/dispatch-abc-\d+-[0-9a-f]{8}", child)
     assert body["EvalID"] and body["Index"] == body["EvalCreateIndex"] == body["JobCreateIndex"] + 1
-    again = dispatch(double, "taskapi-demo", payload=b'{"x": 1}', token="tok-1", template="abc",
-                     meta={"task_id": "abc", "timeout": "60"})
+    again = dispatch(
+        double,
+        "taskapi-demo",
+        payload=b'{"x": 1}',
+        token="tok-1",
+        template="abc",
+        meta={"task_id": "abc", "timeout": "60"},
+    )
     assert again.status_code == 200
     assert again.json()["DispatchedJobID"] == child and again.json()["EvalID"] == ""
     assert double.children("taskapi-demo") == [child]
@@ -496,8 +669,7 @@ def test_task_states_on_success_and_oom(double: NomadDouble) -> None:
     assert get(double, f"/v1/allocation/{alloc_id}").json()["TaskStates"] is None
     double.start(alloc_id)
     state = get(double, f"/v1/allocation/{alloc_id}").json()["TaskStates"]["main"]
-    assert state["State"] == "running" and [e["Type"] for e in state["Events"]] == ["Received", "Task Setup",
-                                                                                     "Started"]
+    assert state["State"] == "running" and [e["Type"] for e in state["Events"]] == ["Received", "Task Setup", "Started"]
     double.finish(alloc_id, exit_code=0, stdout=b"done\n")
     alloc = get(double, f"/v1/allocation/{alloc_id}").json()
     assert alloc["ClientStatus"] == "complete"
@@ -512,8 +684,12 @@ def test_task_states_on_success_and_oom(double: NomadDouble) -> None:
     alloc = get(double, f"/v1/allocation/{oom_alloc}").json()
     events = alloc["TaskStates"]["main"]["Events"]
     terminated = next(e for e in events if e["Type"] == "Terminated")
-    assert terminated["Details"] == {"exit_code": "137", "signal": "0", "oom_killed": "true",
-                                     "exit_message": "OOM Killed"}
+    assert terminated["Details"] == {
+        "exit_code": "137",
+        "signal": "0",
+        "oom_killed": "true",
+        "exit_message": "OOM Killed",
+    }
     assert terminated["ExitCode"] == 137 and events[-1]["Type"] == "Not Restarting"
     assert alloc["ClientStatus"] == "failed" and alloc["TaskStates"]["main"]["Failed"] is True
 
@@ -667,8 +843,9 @@ def test_event_stream_topic_filter_and_heartbeat(double: NomadDouble) -> None:
     start = double.index
     alloc_id = double.place(child) or ""
     double.start(alloc_id)
-    with requests.get(f"{double.address}/v1/event/stream", params={"topic": "Allocation", "index": start},
-                      stream=True, timeout=5) as resp:
+    with requests.get(
+        f"{double.address}/v1/event/stream", params={"topic": "Allocation", "index": start}, stream=True, timeout=5
+    ) as resp:
         lines = resp.iter_lines()
         frames = []
         while True:
@@ -727,8 +904,11 @@ def test_hcl_parse_both_parsers() -> None:
     assert job["ParameterizedJob"]["MetaRequired"] == ["task_id"]
     group = job["TaskGroups"][0]
     assert group["MaxRunDuration"] == 3600 * 10**9 and group["ReschedulePolicy"]["Delay"] == 5 * 10**9
-    assert group["Tasks"][0]["Resources"] == {"CPU": 500, "MemoryMB": 256,
-                                              "Devices": [{"Name": "nvidia/gpu", "Count": 1}]}
+    assert group["Tasks"][0]["Resources"] == {
+        "CPU": 500,
+        "MemoryMB": 256,
+        "Devices": [{"Name": "nvidia/gpu", "Count": 1}],
+    }
 
 
 def test_python_nomad_client_works_against_the_double(double: NomadDouble) -> None:
@@ -737,11 +917,11 @@ def test_python_nomad_client_works_against_the_double(double: NomadDouble) -> No
     client.jobs.register_job({"Job": task_api_job()})
     assert client.job.get_job("taskapi-demo")["Status"] == "running"
     body = {"Payload": base64.b64encode(b"{}").decode(), "Meta": {"task_id": "py"}, "IdPrefixTemplate": "py"}
-    resp = client.job.request("taskapi-demo", "dispatch", params={"idempotency_token": "tok"}, json=body,
-                              method="post")
+    resp = client.job.request("taskapi-demo", "dispatch", params={"idempotency_token": "tok"}, json=body, method="post")
     child = resp.json()["DispatchedJobID"]
-    again = client.job.request("taskapi-demo", "dispatch", params={"idempotency_token": "tok"}, json=body,
-                               method="post")
+    again = client.job.request(
+        "taskapi-demo", "dispatch", params={"idempotency_token": "tok"}, json=body, method="post"
+    )
     assert again.json()["DispatchedJobID"] == child
     alloc_id = double.place(child)
     allocs = client.job.get_allocations(child)
@@ -753,8 +933,10 @@ def test_python_nomad_client_works_against_the_double(double: NomadDouble) -> No
         client.job.get_job("missing")
     blocking = client.job.request(child, "allocations", params={"index": 1, "wait": "1s"}, method="get")
     assert int(blocking.headers["X-Nomad-Index"]) > 1
-    parsed = client.jobs.parse('job "p" {\n  type = "batch"\n  group "g" {\n    task "t" {\n'
-                               '      driver = "docker"\n    }\n  }\n}', canonicalize=True)
+    parsed = client.jobs.parse(
+        'job "p" {\n  type = "batch"\n  group "g" {\n    task "t" {\n      driver = "docker"\n    }\n  }\n}',
+        canonicalize=True,
+    )
     assert parsed["ID"] == "p" and parsed["TaskGroups"][0]["Tasks"][0]["Driver"] == "docker"
     client.job.deregister_job(child, purge=True)
     assert not double.has_job(child)
@@ -780,8 +962,9 @@ def test_follow_on_an_empty_log_gets_headers_at_once(double: NomadDouble) -> Non
 def test_blocking_read_of_a_missing_job_waits_then_answers_404(double: NomadDouble) -> None:
     index = double.index
     result: dict[str, requests.Response] = {}
-    thread = threading.Thread(target=lambda: result.setdefault(
-        "resp", get(double, "/v1/job/later", index=index, wait="20s")))
+    thread = threading.Thread(
+        target=lambda: result.setdefault("resp", get(double, "/v1/job/later", index=index, wait="20s"))
+    )
     thread.start()
     assert double.wait_for_waiters(1, timeout=5)
     double.add_node("wakes-it")
@@ -829,8 +1012,9 @@ def test_namespaces_are_separate_and_advance_does_not_place_new_work(double: Nom
     register(double, job)
     assert get(double, "/v1/job/taskapi-demo").status_code == 404
     assert get(double, "/v1/job/taskapi-demo", namespace="team-a").status_code == 200
-    resp = requests.post(f"{double.address}/v1/job/taskapi-demo/dispatch?namespace=team-a",
-                         json={"Meta": {"task_id": "x"}}, timeout=5)
+    resp = requests.post(
+        f"{double.address}/v1/job/taskapi-demo/dispatch?namespace=team-a", json={"Meta": {"task_id": "x"}}, timeout=5
+    )
     child = resp.json()["DispatchedJobID"]
     double.advance(3600)
     assert double.alloc_ids(child, "team-a") == []
@@ -839,8 +1023,9 @@ def test_namespaces_are_separate_and_advance_does_not_place_new_work(double: Nom
 
 def test_event_stream_key_filter_and_index_zero_replays(double: NomadDouble) -> None:
     register(double, task_api_job())
-    with requests.get(f"{double.address}/v1/event/stream", params={"topic": "Job:taskapi-demo"}, stream=True,
-                      timeout=5) as resp:
+    with requests.get(
+        f"{double.address}/v1/event/stream", params={"topic": "Job:taskapi-demo"}, stream=True, timeout=5
+    ) as resp:
         frame = json.loads(next(line for line in resp.iter_lines() if line and line != b"{}"))
     assert {e["Key"] for e in frame["Events"]} == {"taskapi-demo"}
     assert frame["Events"][0]["Type"] == "JobRegistered"
@@ -877,3 +1062,11 @@ def test_python_nomad_with_acl_token() -> None:
         client = nomad.Nomad(address=double.address, token="s3cret", timeout=5)
         client.jobs.register_job({"Job": task_api_job()})
         assert [j["ID"] for j in client.jobs.get_jobs()] == ["taskapi-demo"]
+
+
+def test_parse_refuses_filesystem_functions_as_nomad_does(double: NomadDouble) -> None:
+    hcl_text = 'job "x" {\n  group "g" {\n    task "t" {\n      env { A = file("a") }\n    }\n  }\n}\n'
+    response = requests.post(f"{double.address}/v1/jobs/parse", json={"JobHCL": hcl_text}, timeout=5)
+    assert response.status_code == 400
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert 'Call to function "file" failed: filesystem function disabled.' in response.text

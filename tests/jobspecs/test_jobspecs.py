@@ -188,18 +188,16 @@ def test_gateway_secrets_come_from_workload_identity_and_a_nomad_variable() -> N
     assert env["TASKAPI_API_KEYS_FILE"].endswith(keys[0]["destination"].removeprefix("secrets/"))
 
 
-@pytest.mark.parametrize("name", ["gateway", "reconciler"])
-def test_the_pool_definition_is_shipped_as_is(name: str) -> None:
-    doc = spec(name)
-    task = tasks(job_of(doc)[1])[name]
-    shipped = [t for t in task["template"] if t["data"] == "${file(var.pools_file)}"]
-    assert len(shipped) == 1
-    template = shipped[0]
-    path = ROOT / variables(doc)["pools_file"]["default"]
-    assert path.resolve() == DEFAULT_POOLS_FILE
-    text = path.read_text(encoding="utf-8")
-    assert template["left_delimiter"] not in text and template["right_delimiter"] not in text
-    assert env_of(task)["TASKAPI_POOLS_FILE"] == "${NOMAD_TASK_DIR}/" + template["destination"].removeprefix("local/")
+def test_no_jobspec_reads_files() -> None:
+    # Registration goes through /v1/jobs/parse, which has no file access: no file() in any jobspec.
+    for path in JOBSPECS.glob("*.nomad.hcl"):
+        assert "file(" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_the_package_carries_the_pool_definition() -> None:
+    # The gateway image gets the pools from the installed package, not from the job.
+    assert DEFAULT_POOLS_FILE.parent == ROOT / "gateway"
+    assert DEFAULT_POOLS_FILE.resolve() == (ROOT / "terraform" / "pools.json").resolve()
 
 
 # ---------------------------------------------------------------------------------------------- reconciler

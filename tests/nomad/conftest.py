@@ -14,6 +14,8 @@ from tests.conftest import Gateway
 from tests.nomad_double import NomadDouble
 
 IMAGE = "docker.io/library/busybox:1.36"
+# The cluster's pools plus two that single tests own (their nodes hold nothing of other tests).
+TEST_POOLS = Path(__file__).with_name("pools.json")
 _names = itertools.count(1)
 
 
@@ -33,6 +35,7 @@ class NomadGateway(Gateway):
 
     def __init__(self, state_dir: Path, nomad: NomadDouble, **settings: Any) -> None:
         super().__init__(state_dir, backend="nomad", nomad_addr=nomad.address, **settings)
+        self.env["TASKAPI_POOLS_FILE"] = str(TEST_POOLS)
         self.nomad = nomad
         for name in [n for n in self.env if n.startswith("NOMAD_")]:
             del self.env[name]  # a real cluster's NOMAD_TOKEN, NOMAD_REGION... must not reach the double
@@ -65,7 +68,7 @@ class NomadGateway(Gateway):
 def nomad() -> Iterator[NomadDouble]:
     """One Nomad double per test module, with one ordinary node."""
     with NomadDouble() as double:
-        double.add_node("cpu-1")
+        double.add_node("cpu-1", pool="cpu-spot", node_class="cpu-spot")
         yield double
 
 

@@ -10,7 +10,7 @@ from tests.nomad_double import NomadDouble
 
 def test_calls_per_operation(make_nomad_gateway: Callable[..., NomadGateway]) -> None:
     with NomadDouble() as nomad:
-        nomad.add_node("cpu-1", cpu=100_000, memory_mb=1_000_000)
+        nomad.add_node("cpu-1", pool="cpu-spot", node_class="cpu-spot", cpu=100_000, memory_mb=1_000_000)
         gw = make_nomad_gateway(nomad, workers=1)
         gw.deploy(container_spec("busy"))
         gw.submit("busy")  # warms the gateway's cache of API definitions

@@ -28,7 +28,7 @@ REGEN = os.environ.get("TASKAPI_REGEN_GOLDEN") == "1"
 EVERYTHING = {
     "name": "train",
     "kind": "TaskAPI",
-    "node_groups": ["gpu-spot", "gpu-on-demand"],
+    "node_groups": ["gpu-spot", "cpu-spot"],
     "retry": {"attempts": 2, "delay": "10s", "delay_function": "exponential", "max_delay": "1m"},
     "timeout": 7200,
     "kill_timeout": "45s",
@@ -105,7 +105,7 @@ def test_deploy_registers_the_golden_job(gw: NomadGateway) -> None:
 
 def test_older_nomad_drops_max_run_duration(make_nomad_gateway: Callable[..., NomadGateway]) -> None:
     with NomadDouble(version="1.11.0") as old:
-        old.add_node("cpu-1")
+        old.add_node("cpu-1", pool="cpu-spot", node_class="cpu-spot")
         gw = make_nomad_gateway(old, workers=1)
         gw.deploy(EVERYTHING)
         assert "MaxRunDuration" not in old.job("taskapi-train")["TaskGroups"][0]

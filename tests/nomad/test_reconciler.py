@@ -43,7 +43,7 @@ def no_real_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
 def real_nomad() -> Iterator[NomadDouble]:
     """A double on the wall clock, so that its stop times compare with the gateway's deadlines."""
     with NomadDouble(real_clock=True) as double:
-        double.add_node("cpu-1")
+        double.add_node("cpu-1", pool="cpu-spot", node_class="cpu-spot")
         yield double
 
 

@@ -297,7 +297,7 @@ def test_follow_a_task_before_it_is_placed(gw: NomadGateway) -> None:
 
 def test_acl_token_from_nomads_own_variable(tmp_path: Path) -> None:
     with NomadDouble(acl_token="s3cr3t") as double:
-        double.add_node("cpu-1")
+        double.add_node("cpu-1", pool="cpu-spot", node_class="cpu-spot")
         without = NomadGateway(tmp_path / "without", double)
         with_token = NomadGateway(tmp_path / "with", double)
         with_token.env["NOMAD_TOKEN"] = "s3cr3t"  # read as Nomad's CLI reads it
@@ -311,3 +311,10 @@ def test_acl_token_from_nomads_own_variable(tmp_path: Path) -> None:
         finally:
             without.stop()
             with_token.stop()
+
+
+def test_node_groups_must_be_pools_that_run_tasks(gw: NomadGateway) -> None:
+    unknown = gw("PUT", "/v1/apis/nowhere", json=container_spec("nowhere", node_groups=["moon"]))
+    assert "unknown node group 'moon'" in gw.problem(unknown, 422)["detail"]
+    platform = gw("PUT", "/v1/apis/intruder", json=container_spec("intruder", node_groups=["platform"]))
+    assert "runs the platform's own jobs" in gw.problem(platform, 422)["detail"]

@@ -266,8 +266,19 @@ def _group(name: str, body: Body) -> dict[str, Any]:
     return group
 
 
+# Nomad parses API submissions with the filesystem functions disabled (the CLI enables them on its own host).
+_FS_CALL = re.compile(r"\b(file|fileexists|fileset|filebase64|templatefile)\s*\(")
+
+
 def jobspec_to_json(text: str) -> dict[str, Any]:
     """Translate an HCL jobspec to the API's JSON job (not canonicalized)."""
+    call = _FS_CALL.search(text)
+    if call:
+        line = text.count("\n", 0, call.start()) + 1
+        raise HCLError(
+            f'input.hcl:{line}: Error in function call; Call to function "{call.group(1)}" failed: '
+            "filesystem function disabled."
+        )
     body = load(text)
     jobs = _blocks(body, "job")
     if len(jobs) != 1:

@@ -9,7 +9,8 @@ Everything is built as Python data (never by string templating). Mapping decisio
 - CPU: 1 MHz per millicore (``1`` core = ``1000`` MHz, Nomad's own convention for ``cpu``), at least 1;
   memory: ``MemoryMB`` = the limit rounded up to MiB (no limit given: Nomad's default, 300 MB);
   GPUs: ``nvidia/gpu`` devices;
-- ``node_groups``: one group → ``NodePool``; several → a ``${node.class}`` regexp constraint;
+- ``node_groups`` (pools of ``gateway/pools.py``; default the task pool, or the GPU pool for GPU specs): one →
+  its ``NodePool``; several → pool ``all`` and a ``${node.class}`` regexp constraint;
 - ``RestartPolicy`` attempts 0 (a failure surfaces as a new allocation, i.e. a new attempt);
   ``ReschedulePolicy`` from ``retry`` with an ``Interval`` long enough to cover a task's whole life (delays
   under 5 s become 5 s, Nomad's minimum);
@@ -35,6 +36,7 @@ from typing import Any
 
 from gateway.backends.base import PayloadTooLarge, Unprocessable
 from gateway.models import TaskRecord
+from gateway.pools import Pool, load_catalog
 from gateway.spec import Container, Retry, TaskAPISpec
 
 NS = 1_000_000_000
@@ -207,14 +209,32 @@ def build_job(
         },
         "TaskGroups": [group],
     }
-    groups = spec.node_groups or []
-    if len(groups) == 1:
-        job["NodePool"] = groups[0]
-    elif groups:
-        job["Constraints"] = [
-            {"LTarget": "${node.class}", "RTarget": "^(" + "|".join(groups) + ")$", "Operand": "regexp"}
-        ]
+    pools = task_pools(spec)
+    if len(pools) == 1:
+        job["NodePool"] = pools[0].node_pool
+    else:
+        # Several pools: the job may go to any node (pool "all") whose class is one of theirs.
+        job["NodePool"] = "all"
+        classes = "|".join(pool.node_class for pool in pools)
+        job["Constraints"] = [{"LTarget": "${node.class}", "RTarget": f"^({classes})$", "Operand": "regexp"}]
     return job
+
+
+def task_pools(spec: TaskAPISpec) -> list[Pool]:
+    """The pools a spec's tasks may run in: its ``node_groups``, else the default pool (GPU or not)."""
+    catalog = load_catalog()
+    if not spec.node_groups:
+        return [catalog.default_for(gpu=any(c.compute.gpu for c in spec.pod.containers))]
+    pools = []
+    for name in spec.node_groups:
+        try:
+            pool = catalog.get(name)
+        except KeyError as exc:
+            raise Unprocessable(str(exc.args[0])) from None
+        if not pool.runs_tasks:
+            raise Unprocessable(f"node group {name!r} runs the platform's own jobs, not tasks")
+        pools.append(pool)
+    return pools
 
 
 def check_timeout(spec: TaskAPISpec, timeout: int | None) -> int:
