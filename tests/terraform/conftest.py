@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,10 @@ import pytest
 
 from tests.conftest import IN_CI
 from tests.moto_server import MotoServer, moto_server  # noqa: F401
+from tests.nomad_double import NomadDouble
 from tests.terraform import tftools
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def missing(what: str) -> None:
@@ -102,18 +106,31 @@ def tf_root(terraform: Terraform, tf_copy: Path) -> Path:
 
 @dataclass
 class Stack:
-    """The root module applied against moto."""
+    """The root module applied against moto by `taskapi cluster up`, its jobs registered in a Nomad double."""
 
     name: str
     workdir: Path
     moto: MotoServer
     variables: dict[str, Any]
+    nomad: NomadDouble
+    env: dict[str, str]
     outputs: dict[str, Any] = field(default_factory=dict)
+    registered_jobs: list[str] = field(default_factory=list)
     destroyed: bool = False
 
     def client(self, service: str) -> Any:
         """A boto3 client on the moto server."""
         return self.moto.client(service)
+
+    def taskapi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the `taskapi` CLI with the stack's environment (terraform offline, moto, the saved profile)."""
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"taskapi {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
 
 
 def _moto_ami(moto: MotoServer) -> str:
@@ -123,8 +140,13 @@ def _moto_ami(moto: MotoServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def stack(terraform: Terraform, tf_root: Path, moto_server: MotoServer) -> Iterator[Stack]:  # noqa: F811
-    """`terraform apply` of the root module against moto (once per session); destroyed at the end."""
+def stack(
+    terraform: Terraform,
+    tf_root: Path,
+    moto_server: MotoServer,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """`taskapi cluster up` (terraform apply) against moto, once per session; destroyed at the end."""
     name = f"tft{secrets.token_hex(3)}"
     ami = _moto_ami(moto_server)
     variables: dict[str, Any] = {
@@ -141,12 +163,21 @@ def stack(terraform: Terraform, tf_root: Path, moto_server: MotoServer) -> Itera
         "force_destroy_archive": True,
     }
     (tf_root / "test.auto.tfvars.json").write_text(json.dumps(variables, indent=2))
-    created = Stack(name=name, workdir=tf_root, moto=moto_server, variables=variables)
-    try:
-        terraform.run(tf_root, "apply", "-auto-approve", "-input=false", "-no-color")
-        raw = json.loads(terraform.run(tf_root, "output", "-json", "-no-color").stdout)
-        created.outputs = {key: value["value"] for key, value in raw.items()}
-        yield created
-    finally:
-        if not created.destroyed:
-            terraform.run(tf_root, "destroy", "-auto-approve", "-input=false", "-no-color", check=False)
+    env = {
+        **terraform.env,
+        "TASKAPI_TF_PLUGIN_DIR": str(terraform.plugin_dir),
+        "TASKAPI_CONFIG": str(tmp_path_factory.mktemp("profile") / "config.json"),
+    }
+    with NomadDouble() as nomad:
+        created = Stack(name=name, workdir=tf_root, moto=moto_server, variables=variables, nomad=nomad, env=env)
+        try:
+            up = created.taskapi("cluster", "up", "-o", "json", "--dir", str(tf_root), "--nomad-addr", nomad.address,
+                                 "--api-key", "cluster-test-key", "--wait", "30")  # fmt: skip
+            answer = json.loads(up.stdout)
+            created.registered_jobs = answer.pop("registered_jobs")
+            answer.pop("profile")
+            created.outputs = answer
+            yield created
+        finally:
+            if not created.destroyed:
+                terraform.run(tf_root, "destroy", "-auto-approve", "-input=false", "-no-color", check=False)

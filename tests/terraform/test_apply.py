@@ -12,6 +12,7 @@ import fnmatch
 import json
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -100,6 +101,24 @@ def test_outputs(stack: Stack) -> None:
     for pool in CATALOG.pools:
         assert out["pools"][pool.name]["node_pool"] == pool.node_pool
         assert out["pools"][pool.name]["asg_name"] == f"{stack.name}-{pool.name}"
+
+
+def test_cluster_up_registers_the_platform_jobs_and_saves_the_gateway(stack: Stack) -> None:
+    assert sorted(stack.registered_jobs) == sorted(
+        ["nomad-autoscaler", "prometheus", "spot-watcher", "taskapi-gateway", "taskapi-reconciler"]
+    )
+    for job_id in stack.registered_jobs:
+        assert stack.nomad.has_job(job_id)
+    # Each job was parsed by Nomad (the double's /v1/jobs/parse), with the Terraform outputs as its variables.
+    assert stack.nomad.request_count(method="POST", path="/v1/jobs/parse") == len(stack.registered_jobs)
+    saved = json.loads(Path(stack.env["TASKAPI_CONFIG"]).read_text())
+    assert saved == {"url": stack.outputs["gateway_url"], "api_key": "cluster-test-key"}
+
+
+def test_cluster_status_shows_the_outputs(stack: Stack) -> None:
+    status = json.loads(stack.taskapi("cluster", "status", "-o", "json", "--dir", str(stack.workdir)).stdout)
+    assert status["gateway_url"] == stack.outputs["gateway_url"]
+    assert status["gateway_ready"] is False  # moto's load balancer has no real address to answer on
 
 
 # --- network -------------------------------------------------------------------------------------------------
@@ -397,8 +416,10 @@ def test_server_user_data(stack: Stack) -> None:
 
 
 def test_zz_destroy_leaves_nothing(stack: Stack, terraform: Terraform) -> None:
-    terraform.run(stack.workdir, "destroy", "-auto-approve", "-input=false", "-no-color")
+    down = stack.taskapi("cluster", "down", "--dir", str(stack.workdir), "--yes")
     stack.destroyed = True
+    assert "forgot the saved gateway" in down.stderr
+    assert not Path(stack.env["TASKAPI_CONFIG"]).exists()
     state = terraform.run(stack.workdir, "state", "list", check=False).stdout.split()
     assert state == []
     ec2, prefix = stack.client("ec2"), f"{stack.name}-"
