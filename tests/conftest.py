@@ -236,3 +236,7 @@ def process_spec(name: str, argv: list[str], **extra: Any) -> dict[str, Any]:
 def python_spec(name: str, code: str, **extra: Any) -> dict[str, Any]:
     """A Task API spec running a Python snippet with the process driver."""
     return process_spec(name, [sys.executable, "-c", code], **extra)
+
+
+# Last: tests/moto_server.py uses the helpers above. One real moto_server for the whole session.
+from tests.moto_server import moto_server  # noqa: E402, F401

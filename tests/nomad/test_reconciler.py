@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from gateway.backends.nomad.archive import open_archive
 from gateway.backends.nomad.reconciler import Reconciler
 from gateway.config import Settings
 from gateway.models import JobStatus
@@ -167,12 +169,23 @@ def test_run_follows_changes_with_blocking_queries(gw1: NomadGateway, real_nomad
     assert not thread.is_alive()
 
 
-def test_answers_from_the_archive_after_nomad_gc(
-    real_nomad: NomadDouble, make_nomad_gateway: Callable[..., NomadGateway], tmp_path: Path
-) -> None:
-    from gateway.backends.nomad.archive import DirectoryArchive
+@pytest.fixture(params=["directory", "s3"])
+def archive_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where the archive lives: a directory, or a bucket on the session's real moto_server."""
+    if request.param == "directory":
+        return str(tmp_path / "archive")
+    moto = request.getfixturevalue("moto_server")
+    for name, value in moto.env.items():
+        monkeypatch.setenv(name, value)  # read by the gateway started below and by open_archive here
+    bucket = f"gc-{secrets.token_hex(4)}"
+    moto.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/tasks"
 
-    gw = make_nomad_gateway(real_nomad, workers=1, archive=str(tmp_path / "archive"))
+
+def test_answers_from_the_archive_after_nomad_gc(
+    real_nomad: NomadDouble, make_nomad_gateway: Callable[..., NomadGateway], archive_url: str
+) -> None:
+    gw = make_nomad_gateway(real_nomad, workers=1, archive=archive_url)
     gw.deploy(container_spec("old"))
     task_id = gw.submit("old", {"keep": True})
     alloc = gw.place("old", task_id)
@@ -180,7 +193,7 @@ def test_answers_from_the_archive_after_nomad_gc(
     real_nomad.start(alloc)
     real_nomad.finish(alloc, exit_code=4, stdout=b"last words\n")
     before = gw.task("old", task_id)
-    archive = DirectoryArchive(tmp_path / "archive")
+    archive = open_archive(archive_url)
     assert reconciler(real_nomad, archive).reconcile().archived == [task_id]  # type: ignore[arg-type]
     assert gw.child("old", task_id) in real_nomad.gc()
     assert gw.task("old", task_id) == before

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from gateway.backends.nomad.archive import Archive, DirectoryArchive, S3Archive
-from tests.moto_server import MotoServer, moto_server  # noqa: F401
+from tests.moto_server import MotoServer
 
 
 @pytest.fixture
-def s3_bucket(moto_server: MotoServer) -> str:  # noqa: F811
+def s3_bucket(moto_server: MotoServer) -> str:
     """A fresh, empty bucket on the moto server."""
     name = f"archive-{uuid.uuid4().hex[:12]}"
     moto_server.client("s3").create_bucket(Bucket=name)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import IN_CI
-from tests.moto_server import MotoServer, moto_server  # noqa: F401
+from tests.moto_server import MotoServer
 from tests.nomad_double import NomadDouble
 from tests.terraform import tftools
 
@@ -143,7 +143,7 @@ def _moto_ami(moto: MotoServer) -> str:
 def stack(
     terraform: Terraform,
     tf_root: Path,
-    moto_server: MotoServer,  # noqa: F811
+    moto_server: MotoServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     """`taskapi cluster up` (terraform apply) against moto, once per session; destroyed at the end."""
