@@ -5,6 +5,8 @@ The HTTP layer speaks only to this port; it maps the errors below to RFC 9457 pr
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -58,6 +60,12 @@ class Unavailable(BackendError):
 
     status = 503
     title = "Backend unavailable"
+
+
+def request_hash(config: dict[str, Any], timeout: int | None) -> str:
+    """What a replay with the same ``Idempotency-Key`` must match: a digest of the submitted body."""
+    body = json.dumps({"config": config, "timeout": timeout}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import sqlite3
@@ -11,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway.backends.base import Conflict, NotFound, Submitted, Unavailable, Unprocessable
+from gateway.backends.base import Conflict, NotFound, Submitted, Unavailable, Unprocessable, request_hash
 from gateway.config import Settings
 from gateway.models import ApiInfo, Attempt, JobStatus, TaskRecord
 from gateway.spec import TaskAPISpec
@@ -129,10 +128,7 @@ class LocalBackend:
     ) -> Submitted:
         """Queue a task (one INSERT), wake the runner; an idempotency key replays the same task."""
         config_json = json.dumps(config, separators=(",", ":"))
-        body_hash = None
-        if idempotency_key is not None:
-            body = json.dumps({"config": config, "timeout": timeout}, sort_keys=True, separators=(",", ":"))
-            body_hash = hashlib.sha256(body.encode()).hexdigest()
+        body_hash = request_hash(config, timeout) if idempotency_key is not None else None
         task_id = secrets.token_hex(8)
         try:
             inserted = self.store.insert_task(task_id, api_name, config_json, timeout, idempotency_key, body_hash)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway.backends.base import Conflict, NotFound, Submitted, Unavailable, Unprocessable
+from gateway.backends.base import Conflict, NotFound, Submitted, Unavailable, Unprocessable, request_hash
 from gateway.config import Settings
 from gateway.models import ApiInfo, JobStatus, TaskRecord
 from gateway.spec import TaskAPISpec
@@ -51,7 +51,6 @@ from .jobs import (
     dispatch_body,
     new_task_id,
     parent_id,
-    request_hash,
 )
 from .status import group_by_task, record_of, rfc3339, statuses_of, task_status
 
@@ -214,6 +213,16 @@ class NomadBackend:
             return self.nomad.allocations(children[0]["ID"])
         return self.nomad.allocations_matching(jobs_filter([c["ID"] for c in children]))
 
+    def _locate(self, api_name: str, task_id: str) -> tuple[list[dict[str, Any]], JobStatus | None]:
+        """The task's child jobs in Nomad, or no child and its archived record once Nomad has forgotten it."""
+        try:
+            return self._children(api_name, task_id), None
+        except NotFound:
+            archived = self._archived(api_name, task_id)
+            if archived is None:
+                raise
+            return [], archived
+
     def _archived(self, api_name: str, task_id: str) -> JobStatus | None:
         """The archived record of a task Nomad no longer knows (None without an archive or a record)."""
         return self.archive.get(api_name, task_id) if self.archive is not None else None
@@ -221,14 +230,8 @@ class NomadBackend:
     def get_task(self, api_name: str, task_id: str) -> JobStatus:
         """A task's status and attempts: 2 Nomad calls (3 for a task stopped after its deadline passed);
         from the archive once Nomad has forgotten the task."""
-        try:
-            children = self._children(api_name, task_id)
-        except NotFound:
-            archived = self._archived(api_name, task_id)
-            if archived is None:
-                raise
-            return archived
-        return self._statuses([children])[0]
+        children, archived = self._locate(api_name, task_id)
+        return archived or self._statuses([children])[0]
 
     def _statuses(self, tasks: list[list[dict[str, Any]]]) -> list[JobStatus]:
         """The status of tasks (each a list of child stubs): one allocation query per ``FILTER_CHUNK`` jobs, and
@@ -291,13 +294,9 @@ class NomadBackend:
 
     def stop_task(self, api_name: str, task_id: str) -> None:
         """Stop (deregister, not purge) the task's child job; Conflict if the task already ended."""
-        try:
-            children = self._children(api_name, task_id)
-        except NotFound:
-            archived = self._archived(api_name, task_id)
-            if archived is None:
-                raise
-            raise Conflict(f"task {task_id} already ended ({archived.status.value}); it cannot be stopped") from None
+        children, archived = self._locate(api_name, task_id)
+        if archived is not None:
+            raise Conflict(f"task {task_id} already ended ({archived.status.value}); it cannot be stopped")
         current = task_status(children, self._allocations(children))
         if current.status.final:
             raise Conflict(f"task {task_id} already ended ({current.status.value}); it cannot be stopped")
@@ -309,13 +308,10 @@ class NomadBackend:
         """An attempt's stdout or stderr from the client's fs API (default the latest attempt)."""
         if stream not in LOG_STREAMS:
             raise Unprocessable(f"unknown log stream {stream!r}: use stdout or stderr")
-        try:
-            children = sorted(self._children(api_name, task_id), key=lambda c: c.get("CreateIndex", 0))
-        except NotFound:
-            archived = self._archived(api_name, task_id)
-            if archived is None or self.archive is None:
-                raise
+        found, archived = self._locate(api_name, task_id)
+        if archived is not None:
             return self._archived_logs(archived, stream, attempt)
+        children = sorted(found, key=lambda c: c.get("CreateIndex", 0))
         leader = json.loads(children[0]["Meta"][META_SPEC])["pod"]["containers"][0]["name"]
         allocs = sorted(self._allocations(children), key=lambda a: a.get("CreateIndex", 0))
         if attempt is not None and not 1 <= attempt <= len(allocs):

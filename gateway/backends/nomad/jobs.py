@@ -27,7 +27,6 @@ Everything is built as Python data (never by string templating). Mapping decisio
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import math
 import secrets
@@ -247,12 +246,6 @@ def check_timeout(spec: TaskAPISpec, timeout: int | None) -> int:
             "attempt's max_run_duration; raise the API's 'timeout' to allow longer tasks"
         )
     return timeout
-
-
-def request_hash(config: dict[str, Any], timeout: int | None) -> str:
-    """What an idempotent replay must match: the submitted body."""
-    body = json.dumps({"config": config, "timeout": timeout}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def dispatch_body(record: TaskRecord, idempotency_hash: str | None) -> dict[str, Any]:
