@@ -1070,3 +1070,20 @@ def test_parse_refuses_filesystem_functions_as_nomad_does(double: NomadDouble) -
     assert response.status_code == 400
     assert response.headers["Content-Type"].startswith("text/plain")
     assert 'Call to function "file" failed: filesystem function disabled.' in response.text
+
+
+def test_variables_and_acl_policies(double: NomadDouble) -> None:
+    base = double.address
+    missing = requests.get(f"{base}/v1/var/nomad/jobs/web", timeout=5)
+    assert missing.status_code == 404 and missing.text == "variable not found"
+    body = {"Namespace": "default", "Path": "nomad/jobs/web", "Items": {"api_keys": "k1\nk2"}}
+    written = requests.put(f"{base}/v1/var/nomad/jobs/web", json=body, timeout=5).json()
+    assert written["Items"] == {"api_keys": "k1\nk2"} and written["ModifyIndex"] >= written["CreateIndex"]
+    stale = requests.put(f"{base}/v1/var/nomad/jobs/web?cas=1", json=body, timeout=5)
+    assert stale.status_code == 409
+    read = requests.get(f"{base}/v1/var/nomad/jobs/web", timeout=5)
+    assert read.json()["Items"]["api_keys"] == "k1\nk2" and int(read.headers["X-Nomad-Index"]) > 0
+    policy = {"Name": "web", "Rules": 'namespace "default" { policy = "read" }', "JobACL": {"JobID": "web"}}
+    assert requests.post(f"{base}/v1/acl/policy/web", json=policy, timeout=5).status_code == 200
+    assert double.policy("web")["JobACL"] == {"JobID": "web"}
+    assert requests.post(f"{base}/v1/acl/policy/web", json={"Name": "web"}, timeout=5).status_code == 400

@@ -12,13 +12,15 @@ import requests
 from gateway.cli.common import State, echo_json, output_option, pairs, pass_state
 from gateway.cluster.platform import (
     PlatformError,
+    apply_policies,
     default_jobspecs_dir,
+    ensure_api_keys,
     platform_values,
     register_jobspecs,
     wait_for_nomad,
 )
 from gateway.cluster.stack import Stack, StackError, default_module_dir
-from gateway.profile import forget_profile, save_profile
+from gateway.profile import forget_profile, load_profile, save_profile
 
 
 def _variables(values: tuple[str, ...]) -> dict[str, str]:
@@ -65,7 +67,13 @@ def cluster() -> None:
 @stack_options
 @click.option("--nomad-addr", metavar="URL", help="Nomad's API; default the Terraform output nomad_address.")
 @click.option("--nomad-token", envvar="NOMAD_TOKEN", metavar="TOKEN", help="A Nomad ACL token [env NOMAD_TOKEN].")
-@click.option("--api-key", "gateway_key", envvar="TASKAPI_API_KEY", metavar="KEY", help="The gateway's bearer key.")
+@click.option(
+    "--api-key",
+    "gateway_key",
+    envvar="TASKAPI_API_KEY",
+    metavar="KEY",
+    help="Your bearer key for the gateway; default the saved one, else a new one.",
+)
 @click.option("--wait", "wait_seconds", type=int, default=900, show_default=True, help="Seconds to wait for Nomad.")
 @output_option
 @pass_state
@@ -79,7 +87,12 @@ def up(
     gateway_key: str | None,
     wait_seconds: int,
 ) -> None:
-    """Create or update the cluster, register the platform jobs, and point taskapi at the new gateway."""
+    """Create or update the cluster, put the platform's jobs on it, and point taskapi at its gateway.
+
+    After terraform apply: wait for Nomad's leader, attach the jobs' ACL policies, store your API key (and
+    Prometheus') in the gateway's Nomad Variable, register jobspecs/ through Nomad's parse API, and save the
+    gateway's URL and your key for later taskapi commands.
+    """
     stack = _stack(module_dir, var_file, variables)
     try:
         click.echo("==> terraform init", err=True)
@@ -98,6 +111,12 @@ def up(
     try:
         click.echo(f"==> waiting for Nomad at {address}", err=True)
         wait_for_nomad(client, wait_seconds)
+        click.echo("==> ACL policies and API keys", err=True)
+        apply_policies(client, default_jobspecs_dir() / "policies")
+        saved_before = load_profile()
+        if gateway_key is None and saved_before.get("url") == outputs["gateway_url"]:
+            gateway_key = saved_before.get("api_key")
+        gateway_key = ensure_api_keys(client, gateway_key)
         click.echo("==> registering jobspecs/", err=True)
         jobs = register_jobspecs(client, default_jobspecs_dir(), platform_values(outputs))
     except PlatformError as exc:

@@ -7,13 +7,14 @@ declares taken from the Terraform outputs, so no HCL parser of ours stands betwe
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import nomad
 import requests
-from nomad.api.exceptions import BaseNomadException
+from nomad.api.exceptions import BaseNomadException, URLNotFoundNomadException
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 DECLARED_VARIABLE = re.compile(r'^\s*variable\s+"([A-Za-z_][A-Za-z0-9_-]*)"', re.MULTILINE)
@@ -103,6 +104,61 @@ def register_jobspecs(client: nomad.Nomad, directory: Path, values: Mapping[str,
             raise PlatformError(f"Nomad refused {path.name}: {_nomad_message(exc)}") from None
         registered.append(str(job["ID"]))
     return registered
+
+
+# Which ACL policy (jobspecs/policies/) each platform job's workload identity gets.
+JOB_POLICIES = {
+    "taskapi-gateway": "gateway.hcl",
+    "taskapi-reconciler": "gateway.hcl",
+    "nomad-autoscaler": "autoscaler.hcl",
+    "spot-watcher": "spot-watcher.hcl",
+}
+GATEWAY_KEYS_VARIABLE = "nomad/jobs/taskapi-gateway"
+PROMETHEUS_KEY_VARIABLE = "nomad/jobs/prometheus"
+
+
+def apply_policies(client: nomad.Nomad, directory: Path, namespace: str = "default") -> list[str]:
+    """Attach each platform job's ACL policy to its workload identity; the policy names written."""
+    for job_id, file_name in JOB_POLICIES.items():
+        policy = {
+            "Name": job_id,
+            "Description": f"workload identity of the {job_id} job",
+            "Rules": (directory / file_name).read_text(),
+            "JobACL": {"Namespace": namespace, "JobID": job_id},
+        }
+        try:
+            client.acl.create_policy(job_id, policy)
+        except BaseNomadException as exc:
+            raise PlatformError(f"Nomad refused the ACL policy {job_id}: {_nomad_message(exc)}") from None
+    return list(JOB_POLICIES)
+
+
+def _items(client: nomad.Nomad, path: str) -> dict[str, str]:
+    try:
+        return dict(client.variable.get_variable(path)["Items"])
+    except URLNotFoundNomadException:
+        return {}
+
+
+def ensure_api_keys(client: nomad.Nomad, wanted: str | None) -> str:
+    """The operator's bearer key (``wanted``, else a new one), added to the gateway's Nomad Variable.
+
+    Prometheus gets a key of its own (for the gateway's ``/metrics``), created once. Keys already there stay.
+    """
+    try:
+        keys = [k for k in _items(client, GATEWAY_KEYS_VARIABLE).get("api_keys", "").splitlines() if k.strip()]
+        key = wanted or secrets.token_urlsafe(32)
+        scraper = _items(client, PROMETHEUS_KEY_VARIABLE).get("gateway_api_key")
+        if scraper is None:
+            scraper = secrets.token_urlsafe(32)
+            client.variable.create_variable(PROMETHEUS_KEY_VARIABLE, {"Items": {"gateway_api_key": scraper}})
+        missing = [k for k in (key, scraper) if k not in keys]
+        if missing:
+            items = {"api_keys": "\n".join([*keys, *missing])}
+            client.variable.create_variable(GATEWAY_KEYS_VARIABLE, {"Items": items})
+    except BaseNomadException as exc:
+        raise PlatformError(f"Nomad refused to store the gateway's API keys: {_nomad_message(exc)}") from None
+    return key
 
 
 def _nomad_message(exc: BaseNomadException) -> str:

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Request, Response
 from . import hcl, jobspec
 from .bexpr import FilterError, compile_filter
 from .cluster import Cluster, NomadError
+from .secrets_api import SecretsStore
 from .util import NS, ZERO_TIME, parse_go_duration
 
 MAX_WAIT = 600.0
@@ -53,6 +54,7 @@ class NomadApp:
     def __init__(self, cluster: Cluster, acl_tokens: set[str] | None, heartbeat: float,
                  max_wait: float = MAX_WAIT) -> None:
         self.cluster = cluster
+        self.secrets = SecretsStore(cluster)
         self.acl_tokens = acl_tokens
         self.heartbeat = heartbeat
         self.max_wait = max_wait
@@ -107,7 +109,7 @@ class NomadApp:
             ("/v1/evaluation/", self.evaluation), ("/v1/event/stream", self.event_stream),
             ("/v1/agent/self", self.agent_self), ("/v1/agent/health", self.agent_health),
             ("/v1/status/leader", self.status_leader), ("/v1/status/peers", self.status_peers),
-            ("/v1/regions", self.regions),
+            ("/v1/regions", self.regions), ("/v1/var/", self.variable), ("/v1/acl/policy/", self.acl_policy),
         ]
         for prefix, handler in routes:
             if prefix.endswith("/") and path.startswith(prefix):
@@ -491,6 +493,24 @@ class NomadApp:
         if not self.cluster.nodes:
             raise NomadError(400, "Nomad client agent is not running on this agent")
         return next(iter(self.cluster.nodes.values()))
+
+    def variable(self, request: Request, path: str) -> Response:
+        """``GET/PUT /v1/var/<path>`` (``?cas=`` for check-and-set)."""
+        namespace = self.namespace(request)
+        if request.method == "GET":
+            found = self.secrets.get_variable(namespace, path)
+            return json_response(found, found["ModifyIndex"])
+        self.methods(request, "PUT")
+        cas = request.args.get("cas")
+        return json_response(self.secrets.put_variable(namespace, path, self.body(request), int(cas) if cas else None))
+
+    def acl_policy(self, request: Request, name: str) -> Response:
+        """``GET/POST /v1/acl/policy/<name>``."""
+        if request.method == "GET":
+            return json_response(self.secrets.get_policy(name))
+        self.methods(request, "PUT", "POST")
+        self.secrets.put_policy(name, self.body(request))
+        return Response(b"", status=200, mimetype="application/json")
 
     def client_metadata(self, request: Request, _: str) -> Response:
         """``GET/POST /v1/client/metadata?node_id=``."""

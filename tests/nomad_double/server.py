@@ -124,6 +124,14 @@ class NomadDouble:
                    if (method is None or m == method) and (path is None or p == path)
                    and (prefix is None or p.startswith(prefix)))
 
+    def variable(self, path: str, namespace: str = "default") -> dict[str, str]:
+        """The items of a Nomad Variable (``NomadError`` 404 if missing)."""
+        return dict(self.app.secrets.get_variable(namespace, path)["Items"])
+
+    def policy(self, name: str) -> dict[str, Any]:
+        """An ACL policy as written (``NomadError`` 404 if missing)."""
+        return self.app.secrets.get_policy(name)
+
     def reset_requests(self) -> None:
         """Forget the request counts and log."""
         self.app.requests.clear()

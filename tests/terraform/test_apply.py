@@ -113,6 +113,9 @@ def test_cluster_up_registers_the_platform_jobs_and_saves_the_gateway(stack: Sta
     assert stack.nomad.request_count(method="POST", path="/v1/jobs/parse") == len(stack.registered_jobs)
     saved = json.loads(Path(stack.env["TASKAPI_CONFIG"]).read_text())
     assert saved == {"url": stack.outputs["gateway_url"], "api_key": "cluster-test-key"}
+    # The key the CLI saved is one the gateway job will accept; each job's identity has its policy.
+    assert "cluster-test-key" in stack.nomad.variable("nomad/jobs/taskapi-gateway")["api_keys"].splitlines()
+    assert stack.nomad.policy("spot-watcher")["JobACL"]["JobID"] == "spot-watcher"
 
 
 def test_cluster_status_shows_the_outputs(stack: Stack) -> None:
