@@ -42,6 +42,24 @@ def test_runner_killed_and_restarted(local: Local, tmp_path: Path) -> None:
     assert sorted(p.name for p in marks.iterdir()) == sorted(f"{t}-1" for t in ids)
 
 
+def test_runner_killed_between_fork_and_recording_the_shim(local: Local) -> None:
+    # What a successor finds when the runner died right after forking a shim: the attempt has no shim in the
+    # database and the shim has not written its pid file yet. The shim's lock says it lives: no second run.
+    local.deploy("forked", ["sh", "-c", "echo $TASKAPI_ATTEMPT >> ../runs; sleep 1"])
+    task_id = local.backend.submit("forked", {}, None).record.job_id
+    local.wait_status("forked", task_id, "running")
+    local.kill_runner(signal.SIGKILL)
+    folder = local.state_dir / "attempts" / task_id / "1"
+    with local.backend.store.write() as conn:
+        conn.execute("UPDATE attempts SET shim_pid = NULL, shim_start_ticks = NULL WHERE task_id = ?", (task_id,))
+    (folder / "shim.pid").rename(folder / "shim.pid.hidden")
+    local.start_runner()
+    status = local.wait_final("forked", task_id)
+    assert status.status is TaskStatus.SUCCEEDED
+    assert [a.outcome for a in status.attempts] == ["succeeded"]
+    assert (folder.parent / "runs").read_text() == "1\n"
+
+
 def test_runner_sigterm_leaves_shims_running(local: Local) -> None:
     local.deploy("survivor", ["sh", "-c", "sleep 1; echo done"])
     task_id = local.backend.submit("survivor", {}, None).record.job_id

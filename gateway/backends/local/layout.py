@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -14,6 +15,7 @@ JOB_FILE = "job.json"
 STATUS_FILE = "status.json"
 TASK_FILE = "task.json"
 SHIM_PID_FILE = "shim.pid"
+SHIM_LOCK_FILE = "shim.lock"
 LOG_STREAMS = ("stdout", "stderr")
 
 
@@ -50,6 +52,33 @@ def _boot_time() -> float:
             if line.startswith("btime "):
                 return float(line.split()[1])
     raise RuntimeError("btime missing from /proc/stat")
+
+
+def lock_for_shim(folder: Path) -> int:
+    """A descriptor holding an exclusive lock on the attempt's ``shim.lock``, to hand to the shim at fork.
+
+    The runner takes the lock BEFORE forking and the shim inherits it, so there is no moment in which a live
+    shim does not hold it: a runner killed right after the fork cannot make its successor think the new shim
+    dead (and run the task twice). The kernel drops the lock when the shim exits, however it exits.
+    """
+    fd = os.open(folder / SHIM_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def shim_alive(folder: Path) -> bool:
+    """Whether the attempt's shim still runs: it holds the lock on ``shim.lock`` for as long as it lives."""
+    try:
+        fd = os.open(folder / SHIM_LOCK_FILE, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def write_pid_file(path: Path) -> None:

@@ -44,6 +44,7 @@ from .layout import (
     is_alive,
     pid_file_process,
     read_json,
+    shim_alive,
     start_ticks,
     write_json_atomic,
     write_pid_file,
@@ -134,7 +135,7 @@ class Runner:
                 child=False,
             )
             self.tracked[(attempt.task_id, attempt.n)] = tracked
-            if not is_alive(pid, ticks):
+            if not shim_alive(folder):
                 tracked.exited = True
         self.collect()
 
@@ -171,7 +172,7 @@ class Runner:
             folder = attempt_dir(self.state_dir, tracked.task_id, tracked.n)
             status = read_json(folder / STATUS_FILE)
             if status is None and not tracked.exited and not tracked.child:
-                tracked.exited = not is_alive(tracked.pid, tracked.ticks)
+                tracked.exited = not shim_alive(folder)
             if status is None and not tracked.exited:
                 continue
             if status is None:
@@ -232,6 +233,12 @@ class Runner:
             tracked = self.tracked.get((task.id, task.attempts))
             if tracked is None or tracked.term_sent or tracked.exited:
                 continue
+            if tracked.pid is None:
+                # An adopted shim forked just before the previous runner died: its pid file comes soon.
+                found = pid_file_process(attempt_dir(self.state_dir, task.id, task.attempts) / SHIM_PID_FILE)
+                if found is None:
+                    continue
+                tracked.pid, tracked.ticks = found
             tracked.term_sent = True
             if tracked.pid is not None and (tracked.child or is_alive(tracked.pid, tracked.ticks)):
                 with contextlib.suppress(ProcessLookupError):

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import IO
 
 from .drivers import Driver, ExitStatus, Launch, make_driver
-from .layout import SHIM_PID_FILE, STATUS_FILE, TASK_FILE, write_json_atomic, write_pid_file
+from .layout import SHIM_PID_FILE, STATUS_FILE, TASK_FILE, lock_for_shim, write_json_atomic, write_pid_file
 from .notify import wake_once
 
 # How often the shim re-checks while stopping: retries a stop that could not be delivered yet, and
@@ -27,16 +27,20 @@ STOP_TICK = 0.5
 
 
 def spawn(launch: Launch) -> int:
-    """Fork a shim for ``launch`` and return its pid (call from a single-threaded process)."""
+    """Fork a shim for ``launch`` and return its pid (call from a single-threaded process).
+
+    The shim inherits a lock on its attempt's ``shim.lock`` taken before the fork (see ``lock_for_shim``).
+    """
     # SIGTERM stays blocked across the fork so that a stop sent at once cannot kill the shim before it
     # has installed its handler.
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    lock = lock_for_shim(launch.dir)
     try:
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                Shim(launch).run()
+                Shim(launch, lock).run()
                 code = 0
             except BaseException:
                 # Lands in shim.log; the runner will see an attempt without status and replace it.
@@ -44,6 +48,7 @@ def spawn(launch: Launch) -> int:
             finally:
                 os._exit(code)
     finally:
+        os.close(lock)  # the parent's copy; the child's keeps the lock
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     return pid
 
@@ -51,8 +56,9 @@ def spawn(launch: Launch) -> int:
 class Shim:
     """One attempt's supervisor, inside the forked child."""
 
-    def __init__(self, launch: Launch) -> None:
+    def __init__(self, launch: Launch, lock: int) -> None:
         self.launch = launch
+        self.lock = lock
         self.driver: Driver | None = None
         self.stop_since: float | None = None
         self.term_delivered = False
@@ -79,7 +85,7 @@ class Shim:
         # The runner's database, lock, socket and selector descriptors are not the shim's business.
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
-            if fd > 2:
+            if fd > 2 and fd != self.lock:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
