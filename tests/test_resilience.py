@@ -44,7 +44,8 @@ def test_shim_killed_is_lost_and_replaced(make_gateway, tmp_path: Path) -> None:
     gateway.deploy(python_spec("orphan", "import time; time.sleep(1)"))
     task_id = gateway.submit("orphan")
     status = gateway.wait_status("orphan", task_id, "running")
-    shim_pid = int((gateway.state_dir / "attempts" / task_id / "1" / "shim.pid").read_text())
+    pid_file = gateway.state_dir / "attempts" / task_id / "1" / "shim.pid"
+    shim_pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="the shim's pid"))
     assert status["attempts"][0]["attempt"] == 1
     os.kill(shim_pid, signal.SIGKILL)
     status = gateway.wait_final("orphan", task_id, timeout=60)

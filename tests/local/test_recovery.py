@@ -60,6 +60,19 @@ def test_runner_killed_between_fork_and_recording_the_shim(local: Local) -> None
     assert (folder.parent / "runs").read_text() == "1\n"
 
 
+def test_attempt_recorded_but_never_forked_is_taken_back(local: Local) -> None:
+    # The runner died after recording attempt 1 and before forking its shim: the task never ran, so the
+    # next runner queues it again instead of reporting a lost attempt.
+    local.deploy("unforked", ["sh", "-c", "echo $TASKAPI_ATTEMPT"])
+    local.kill_runner(signal.SIGKILL)
+    task_id = local.backend.submit("unforked", {}, None).record.job_id
+    assert local.backend.store.start_attempt(task_id, 1, "old-runner")
+    local.start_runner()
+    status = local.wait_final("unforked", task_id)
+    assert status.status is TaskStatus.SUCCEEDED
+    assert [(a.attempt, a.outcome) for a in status.attempts] == [(1, "succeeded")]
+
+
 def test_runner_sigterm_leaves_shims_running(local: Local) -> None:
     local.deploy("survivor", ["sh", "-c", "sleep 1; echo done"])
     task_id = local.backend.submit("survivor", {}, None).record.job_id

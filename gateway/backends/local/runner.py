@@ -178,12 +178,18 @@ class Runner:
             if status is None:
                 # The shim may have written its status just before it died.
                 status = read_json(folder / STATUS_FILE)
+            del self.tracked[key]
+            if status is None and not (folder / SHIM_PID_FILE).exists():
+                # The shim writes its pid before it starts the task: without one the task never ran (the
+                # previous runner died around the fork). Not a lost attempt: the task simply waits again.
+                if self.store.undo_attempt(tracked.task_id, tracked.n):
+                    log.info("task %s attempt %d never started; queued again", tracked.task_id, tracked.n)
+                continue
             if status is None:
                 leftovers = read_json(folder / TASK_FILE)
                 if leftovers:
                     clean_leftovers(leftovers)
             self.finish(tracked, status)
-            del self.tracked[key]
 
     def finish(self, tracked: Tracked, status: dict[str, Any] | None) -> None:
         """Close an attempt and move its task on, as the state machine says."""

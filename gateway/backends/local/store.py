@@ -442,6 +442,18 @@ class Store:
             )
         return True
 
+    def undo_attempt(self, task_id: str, n: int) -> bool:
+        """Take back attempt ``n`` of a running task whose shim never started the task: pending again, as before."""
+        with self.write() as conn:
+            changed = conn.execute(
+                "UPDATE tasks SET status = 'pending', attempts = ? "
+                "WHERE id = ? AND status = 'running' AND attempts = ?",
+                (n - 1, task_id, n),
+            ).rowcount
+            if changed:
+                conn.execute("DELETE FROM attempts WHERE task_id = ? AND n = ? AND ended_at IS NULL", (task_id, n))
+        return bool(changed)
+
     def set_shim(self, task_id: str, n: int, pid: int, start_ticks: int) -> None:
         """Record the shim running an attempt."""
         self.conn.execute(
