@@ -28,8 +28,11 @@ OUTPUTS = {
     "gateway_url": "http://alb.example",
     "region": "eu-west-1",
     "archive_bucket": "b",
+    "gateway_role_arn": "arn:aws:iam::123456789012:role/t-gateway",
+    "autoscaler_role_arn": "arn:aws:iam::123456789012:role/t-autoscaler",
     "pools": {"cpu-spot": {"asg_name": "c"}, "gpu-spot": {"asg_name": "g"}, "platform": {"asg_name": "p"}},
 }
+IMAGE = {"gateway_image": "registry.example/taskapi:0.1.0"}
 
 
 @pytest.fixture
@@ -64,9 +67,14 @@ def test_each_platform_job_gets_its_policy(double: NomadDouble, client: nomad.No
 
 
 def test_every_jobspec_is_registered_through_nomads_parser(double: NomadDouble, client: nomad.Nomad) -> None:
-    jobs = register_jobspecs(client, default_jobspecs_dir(), platform_values(OUTPUTS))
+    jobs = register_jobspecs(client, default_jobspecs_dir(), {**platform_values(OUTPUTS), **IMAGE})
     assert sorted(jobs) == ["nomad-autoscaler", "prometheus", "spot-watcher", "taskapi-gateway", "taskapi-reconciler"]
     assert double.request_count(method="POST", path="/v1/jobs/parse") == len(jobs)
+
+
+def test_a_missing_value_is_nomads_own_error(client: nomad.Nomad) -> None:
+    with pytest.raises(PlatformError, match=r'Nomad refused gateway.nomad.hcl: .*Unset variable "gateway_image"'):
+        register_jobspecs(client, default_jobspecs_dir(), platform_values(OUTPUTS))
 
 
 def test_a_jobspec_nomad_refuses_is_a_clear_error(client: nomad.Nomad, tmp_path: Path) -> None:

@@ -74,6 +74,13 @@ def cluster() -> None:
     metavar="KEY",
     help="Your bearer key for the gateway; default the saved one, else a new one.",
 )
+@click.option(
+    "--gateway-image",
+    envvar="TASKAPI_GATEWAY_IMAGE",
+    required=True,
+    metavar="IMAGE",
+    help="The Task API image the gateway and reconciler jobs run (built from the Dockerfile), by tag or digest.",
+)
 @click.option("--wait", "wait_seconds", type=int, default=900, show_default=True, help="Seconds to wait for Nomad.")
 @output_option
 @pass_state
@@ -85,6 +92,7 @@ def up(
     nomad_addr: str | None,
     nomad_token: str | None,
     gateway_key: str | None,
+    gateway_image: str,
     wait_seconds: int,
 ) -> None:
     """Create or update the cluster, put the platform's jobs on it, and point taskapi at its gateway.
@@ -118,7 +126,8 @@ def up(
             gateway_key = saved_before.get("api_key")
         gateway_key = ensure_api_keys(client, gateway_key)
         click.echo("==> registering jobspecs/", err=True)
-        jobs = register_jobspecs(client, default_jobspecs_dir(), platform_values(outputs))
+        values = {**platform_values(outputs), "gateway_image": gateway_image}
+        jobs = register_jobspecs(client, default_jobspecs_dir(), values)
     except PlatformError as exc:
         raise click.ClickException(str(exc)) from None
     saved = save_profile(str(outputs["gateway_url"]), gateway_key)

@@ -414,3 +414,12 @@ def test_spot_watcher_policy_grants_only_what_it_uses() -> None:
 def test_policy_files_parse(name: str) -> None:
     policy = load(JOBSPECS / "policies" / f"{name}.hcl")
     assert set(policy) <= {"node", "namespace", "agent", "operator"}
+
+
+def test_the_image_runs_the_command_the_jobspecs_give() -> None:
+    # Nomad's docker `command` replaces the image's CMD, not its ENTRYPOINT: an ENTRYPOINT would run twice.
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "ENTRYPOINT" not in [line.split()[0] for line in dockerfile.splitlines() if line.strip()]
+    for name in ("gateway", "reconciler"):
+        config = one(tasks(job_of(spec(name))[1])[name]["config"])
+        assert config["command"] == "taskapi"

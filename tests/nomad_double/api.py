@@ -261,6 +261,7 @@ class NomadApp:
             raise NomadError(400, "Job spec is empty")
         try:
             job = hcl.jobspec_to_json(text)
+            hcl.check_variables(text, body.get("Variables") or "")
         except hcl.HCLError as exc:
             raise NomadError(400, str(exc)) from exc
         if body.get("Canonicalize"):

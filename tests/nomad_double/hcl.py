@@ -270,6 +270,24 @@ def _group(name: str, body: Body) -> dict[str, Any]:
 _FS_CALL = re.compile(r"\b(file|fileexists|fileset|filebase64|templatefile)\s*\(")
 
 
+_DECLARED = re.compile(r'^variable\s+"([^"]+)"\s*\{(.*?)^\}', re.MULTILINE | re.DOTALL)
+_ASSIGNED = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=", re.MULTILINE)
+
+
+def check_variables(text: str, variables: str) -> None:
+    """Refuse, as Nomad does, a jobspec whose variable has neither a default nor a value in ``Variables``."""
+    given = set(_ASSIGNED.findall(variables or ""))
+    for match in _DECLARED.finditer(text):
+        name, block = match.group(1), match.group(2)
+        if name not in given and not re.search(r"^\s*default\s*=", block, re.MULTILINE):
+            line = text.count("\n", 0, match.start()) + 1
+            raise HCLError(
+                f'input.hcl:{line},1-{len(name) + 12}: Unset variable "{name}"; A used variable must be set or '
+                "have a default value; see https://developer.hashicorp.com/nomad/docs/job-specification/hcl2/"
+                "variables for details."
+            )
+
+
 def jobspec_to_json(text: str) -> dict[str, Any]:
     """Translate an HCL jobspec to the API's JSON job (not canonicalized)."""
     call = _FS_CALL.search(text)

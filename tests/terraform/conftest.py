@@ -172,7 +172,8 @@ def stack(
         created = Stack(name=name, workdir=tf_root, moto=moto_server, variables=variables, nomad=nomad, env=env)
         try:
             up = created.taskapi("cluster", "up", "-o", "json", "--dir", str(tf_root), "--nomad-addr", nomad.address,
-                                 "--api-key", "cluster-test-key", "--wait", "30")  # fmt: skip
+                                 "--api-key", "cluster-test-key", "--wait", "30",
+                                 "--gateway-image", "registry.example/taskapi:0.1.0")  # fmt: skip
             answer = json.loads(up.stdout)
             created.registered_jobs = answer.pop("registered_jobs")
             answer.pop("profile")
