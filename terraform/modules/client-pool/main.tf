@@ -6,56 +6,20 @@ locals {
   spot = var.capacity == "spot"
 }
 
-resource "aws_launch_template" "this" {
-  # checkov:skip=CKV_AWS_341: hop limit 1 on task pools; 2 only on the platform pool, whose jobs need the instance role
-  name_prefix            = "${var.name}-"
-  description            = "Nomad clients of pool ${var.pool}"
-  image_id               = var.ami_id
-  instance_type          = var.instance_types[0]
-  user_data              = base64encode(var.user_data)
-  vpc_security_group_ids = var.security_group_ids
-  update_default_version = true
-  ebs_optimized          = true
+module "launch_template" {
+  source = "../launch-template"
 
-  iam_instance_profile {
-    name = var.instance_profile
-  }
-
-  metadata_options {
-    http_endpoint               = "enabled"
-    http_tokens                 = "required" # IMDSv2 only
-    http_put_response_hop_limit = var.metadata_hop_limit
-    instance_metadata_tags      = "enabled"
-  }
-
-  monitoring {
-    enabled = true
-  }
-
-  block_device_mappings {
-    device_name = "/dev/sda1"
-    ebs {
-      volume_size           = var.root_volume_size
-      volume_type           = "gp3"
-      encrypted             = true
-      kms_key_id            = var.kms_key_arn
-      delete_on_termination = true
-    }
-  }
-
-  tag_specifications {
-    resource_type = "instance"
-    tags          = merge(var.tags, { Name = var.name })
-  }
-
-  tag_specifications {
-    resource_type = "volume"
-    tags          = merge(var.tags, { Name = var.name })
-  }
-
-  lifecycle {
-    create_before_destroy = true
-  }
+  name               = var.name
+  description        = "Nomad clients of pool ${var.pool}"
+  ami_id             = var.ami_id
+  instance_type      = var.instance_types[0]
+  user_data          = var.user_data
+  security_group_ids = var.security_group_ids
+  instance_profile   = var.instance_profile
+  metadata_hop_limit = var.metadata_hop_limit
+  root_volume_size   = var.root_volume_size
+  kms_key_arn        = var.kms_key_arn
+  tags               = var.tags
 }
 
 resource "aws_autoscaling_group" "this" {
@@ -84,7 +48,7 @@ resource "aws_autoscaling_group" "this" {
 
     launch_template {
       launch_template_specification {
-        launch_template_id = aws_launch_template.this.id
+        launch_template_id = module.launch_template.id
         version            = "$Latest"
       }
 

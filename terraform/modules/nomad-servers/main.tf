@@ -1,54 +1,18 @@
 # The Nomad servers: an on-demand Auto Scaling group of a fixed size (3), joining each other by AWS tag.
 
-resource "aws_launch_template" "this" {
-  name_prefix            = "${var.name}-"
-  description            = "Nomad servers of ${var.name}"
-  image_id               = var.ami_id
-  instance_type          = var.instance_type
-  user_data              = base64encode(var.user_data)
-  vpc_security_group_ids = var.security_group_ids
-  update_default_version = true
-  ebs_optimized          = true
+module "launch_template" {
+  source = "../launch-template"
 
-  iam_instance_profile {
-    name = var.instance_profile
-  }
-
-  metadata_options {
-    http_endpoint               = "enabled"
-    http_tokens                 = "required" # IMDSv2 only
-    http_put_response_hop_limit = 1
-    instance_metadata_tags      = "enabled"
-  }
-
-  monitoring {
-    enabled = true
-  }
-
-  block_device_mappings {
-    device_name = "/dev/sda1"
-    ebs {
-      volume_size           = var.root_volume_size
-      volume_type           = "gp3"
-      encrypted             = true
-      kms_key_id            = var.kms_key_arn
-      delete_on_termination = true
-    }
-  }
-
-  tag_specifications {
-    resource_type = "instance"
-    tags          = merge(var.tags, { Name = var.name })
-  }
-
-  tag_specifications {
-    resource_type = "volume"
-    tags          = merge(var.tags, { Name = var.name })
-  }
-
-  lifecycle {
-    create_before_destroy = true
-  }
+  name               = var.name
+  description        = "Nomad servers of ${var.name}"
+  ami_id             = var.ami_id
+  instance_type      = var.instance_type
+  user_data          = var.user_data
+  security_group_ids = var.security_group_ids
+  instance_profile   = var.instance_profile
+  root_volume_size   = var.root_volume_size
+  kms_key_arn        = var.kms_key_arn
+  tags               = var.tags
 }
 
 resource "aws_autoscaling_group" "this" {
@@ -66,7 +30,7 @@ resource "aws_autoscaling_group" "this" {
   default_instance_warmup   = 120
 
   launch_template {
-    id      = aws_launch_template.this.id
+    id      = module.launch_template.id
     version = "$Latest"
   }
 
