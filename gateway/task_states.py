@@ -75,6 +75,13 @@ class Next:
     counts_as_retry: bool = False
 
 
+def ended_before_start(reason: Outcome) -> TaskStatus:
+    """The final status of a task stopped (``Outcome.STOPPED``) or timed out while still pending."""
+    if reason not in (Outcome.STOPPED, Outcome.TIMED_OUT):
+        raise ValueError(f"a pending task can only be stopped or time out, not end {reason.value}")
+    return _FINAL_STATUS[reason]
+
+
 def after_attempt(outcome: Outcome, retries_used: int, retries_allowed: int, platform_error: bool = False) -> Next:
     """Decide the task's fate once an attempt ended with ``outcome``.
 

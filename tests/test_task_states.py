@@ -17,6 +17,7 @@ from gateway.task_states import (
     TaskStatus,
     after_attempt,
     can_transition,
+    ended_before_start,
 )
 
 
@@ -201,3 +202,10 @@ def test_platform_errors_end_the_task_without_retry() -> None:
 def test_platform_error_flag_does_not_change_other_outcomes() -> None:
     assert after_attempt(Outcome.SUCCEEDED, 0, 0, platform_error=True).status is TaskStatus.SUCCEEDED
     assert after_attempt(Outcome.PREEMPTED, 0, 0, platform_error=True).status is TaskStatus.PENDING
+
+
+def test_a_pending_task_ends_stopped_or_timed_out_and_nothing_else() -> None:
+    assert ended_before_start(Outcome.STOPPED) is TaskStatus.STOPPED
+    assert ended_before_start(Outcome.TIMED_OUT) is TaskStatus.TIMED_OUT
+    with pytest.raises(ValueError):
+        ended_before_start(Outcome.SUCCEEDED)

@@ -19,7 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gateway.task_states import TaskStatus
+from gateway.task_states import Outcome, TaskStatus, ended_before_start
+
+# What the state machine makes of a pending task that is stopped or times out (there is no attempt to judge).
+STOPPED_WHILE_PENDING = ended_before_start(Outcome.STOPPED).value
+TIMED_OUT_WHILE_PENDING = ended_before_start(Outcome.TIMED_OUT).value
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -245,9 +249,9 @@ class Store:
         with self.write() as conn:
             ts = now()
             conn.execute(
-                "UPDATE tasks SET status = 'stopped', ended_at = ?, message = 'the API was deleted', "
+                "UPDATE tasks SET status = ?, ended_at = ?, message = 'the API was deleted', "
                 "stop_reason = 'stopped' WHERE api_name = ? AND status = 'pending'",
-                (ts, name),
+                (STOPPED_WHILE_PENDING, ts, name),
             )
             conn.execute(
                 "UPDATE tasks SET stop_reason = 'stopped', message = 'the API was deleted' "
@@ -338,9 +342,9 @@ class Store:
             status = TaskStatus(row[0])
             if status is TaskStatus.PENDING:
                 conn.execute(
-                    "UPDATE tasks SET status = 'stopped', stop_reason = 'stopped', ended_at = ?, "
+                    "UPDATE tasks SET status = ?, stop_reason = 'stopped', ended_at = ?, "
                     "message = 'stopped while pending' WHERE id = ? AND status = 'pending'",
-                    (now(), task_id),
+                    (STOPPED_WHILE_PENDING, now(), task_id),
                 )
             elif status is TaskStatus.RUNNING:
                 conn.execute(
@@ -411,9 +415,9 @@ class Store:
             return 0
         with self.write() as conn:
             pending = conn.execute(
-                "UPDATE tasks SET status = 'timed_out', stop_reason = 'timed_out', ended_at = ?, "
+                "UPDATE tasks SET status = ?, stop_reason = 'timed_out', ended_at = ?, "
                 "message = 'timed out before it could start' WHERE status = 'pending' AND deadline <= ?",
-                (at, at),
+                (TIMED_OUT_WHILE_PENDING, at, at),
             ).rowcount
             running = conn.execute(
                 "UPDATE tasks SET stop_reason = 'timed_out' "
