@@ -9,9 +9,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import shutil
 import socket
 import sys
+from typing import NoReturn
 
 from gateway.config import Settings
 
@@ -55,14 +55,12 @@ def child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in settings.model_dump(exclude_none=True).items():
         env[f"TASKAPI_{name.upper()}"] = str(value)
-    metrics_dir = settings.state_dir / "metrics"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # Emptied by the supervisor once it holds the state directory's lock, never by a serve that will be refused.
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(settings.state_dir / "metrics")
     return env
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings) -> NoReturn:
     """Check the settings, then become the supervisor of gunicorn and the runner (never returns on success)."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     check_binding(settings)
@@ -74,4 +72,3 @@ def serve(settings: Settings) -> int:
     )  # fmt: skip
     # exec: the long-lived supervisor should not carry the CLI's imports.
     os.execve(sys.executable, [sys.executable, "-m", "gateway.supervisor"], env)
-    return 1

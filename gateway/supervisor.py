@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,10 @@ def supervise(env: dict[str, str]) -> int:
     """Run gunicorn (and the runner) until SIGTERM/SIGINT or until gunicorn exits; gunicorn's exit code."""
     state_dir = Path(env["TASKAPI_STATE_DIR"])
     lock = lock_state_dir(state_dir)
+    # The multiprocess metrics of a previous run would be merged into this one's: start empty.
+    metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.conftest import Gateway, python_spec, wait_for
+from tests.conftest import Gateway, free_port, python_spec, wait_for
 
 FINAL = {"succeeded", "worker_error", "worker_oom", "timed_out", "stopped", "unexpected_error"}
 
@@ -97,3 +99,17 @@ def test_concurrent_idempotent_submits_make_one_task(gateway: Gateway) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         ids = set(pool.map(submit, range(32)))
     assert len(ids) == 1
+
+
+def test_a_second_serve_on_the_same_state_is_refused_and_harms_nothing(make_gateway, tmp_path: Path) -> None:
+    gateway: Gateway = make_gateway(tmp_path / "state")
+    gateway.deploy(python_spec("shared", "pass"))
+    gateway.submit("shared")
+    second = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(free_port()),
+         "--state-dir", str(gateway.state_dir)],
+        env=gateway.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode == 1 and "already using" in second.stderr
+    # The first gateway's metrics (kept in the state directory) were left alone.
+    assert 'taskapi_tasks_submitted_total{api="shared"} 1.0' in gateway("GET", "/metrics").text

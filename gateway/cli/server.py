@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +67,9 @@ def serve(**flags: Any) -> None:
     from gateway.server import serve as run_server
 
     try:
-        code = run_server(settings)
+        run_server(settings)
     except ServeError as exc:
         raise CliError(str(exc)) from None
-    sys.exit(code)
 
 
 @click.command()
