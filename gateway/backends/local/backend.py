@@ -156,7 +156,7 @@ class LocalBackend:
         task, stored_hash = found
         if stored_hash != body_hash:
             raise Conflict(f"the Idempotency-Key {key!r} was already used for task {task.id} with a different body")
-        return Submitted(_record(task), created=False)
+        return Submitted(task.record(), created=False)
 
     def _task(self, api_name: str, task_id: str) -> TaskRow:
         task = self.store.get_task(task_id)
@@ -284,24 +284,10 @@ def _api_info(row: ApiRow) -> ApiInfo:
     )
 
 
-def _record(task: TaskRow) -> TaskRecord:
-    return TaskRecord(
-        job_id=task.id,
-        api_name=task.api_name,
-        config=task.config,
-        timeout=task.timeout,
-        start_time=rfc3339(task.submitted_at) or "",
-    )
-
-
 def _job_status(task: TaskRow, attempts: list[AttemptRow]) -> JobStatus:
     in_progress = not task.status.final
     return JobStatus(
-        job_id=task.id,
-        api_name=task.api_name,
-        config=task.config,
-        timeout=task.timeout,
-        start_time=rfc3339(task.submitted_at) or "",
+        **dict(task.record()),
         status=task.status,
         end_time=rfc3339(task.ended_at),
         worker_counts={task.status.value: 1} if in_progress else None,

@@ -50,7 +50,7 @@ from .layout import (
     write_pid_file,
 )
 from .notify import Listener
-from .store import ApiRow, Store, TaskRow, now, rfc3339
+from .store import ApiRow, Store, TaskRow, now
 
 log = logging.getLogger("taskapi.runner")
 
@@ -310,16 +310,7 @@ class Runner:
         n = task.attempts + 1
         folder = attempt_dir(self.state_dir, task.id, n)
         folder.mkdir(parents=True, exist_ok=True)
-        record = {
-            "job_id": task.id,
-            "api_name": task.api_name,
-            "kind": "TaskAPI",
-            "workers": 1,
-            "config": task.config,
-            "timeout": task.timeout,
-            "start_time": rfc3339(task.submitted_at),
-        }
-        write_json_atomic(folder / JOB_FILE, record)
+        write_json_atomic(folder / JOB_FILE, task.record().model_dump(mode="json"))
         if not self.store.start_attempt(task.id, n, self.node):
             return False
         global_args, run_args = self.settings.runtime_args(driver) if driver != "process" else ([], [])

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from gateway.models import TaskRecord
 from gateway.task_states import Outcome, TaskStatus, ended_before_start
 
 # What the state machine makes of a pending task that is stopped or times out (there is no attempt to judge).
@@ -113,6 +114,16 @@ class TaskRow:
     stop_reason: str | None
     retries_used: int
     attempts: int
+
+    def record(self) -> TaskRecord:
+        """The task as submitted: what the gateway answers and what the task reads as its job file."""
+        return TaskRecord(
+            job_id=self.id,
+            api_name=self.api_name,
+            config=self.config,
+            timeout=self.timeout,
+            start_time=rfc3339(self.submitted_at) or "",
+        )
 
     @classmethod
     def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> TaskRow:
