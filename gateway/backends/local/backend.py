@@ -15,12 +15,13 @@ from gateway.config import Settings
 from gateway.models import ApiInfo, Attempt, JobStatus, TaskRecord
 from gateway.spec import TaskAPISpec
 from gateway.task_states import TaskStatus
+from gateway.timestamps import rfc3339
 
 from .capacity import task_needs, total_capacity
 from .drivers import runtime_problem
 from .layout import DB_NAME, LOG_STREAMS, PID_NAME, STATUS_FILE, attempt_dir, pid_file_process
 from .notify import Waker
-from .store import ApiRow, AttemptRow, Store, TaskRow, rfc3339
+from .store import ApiRow, AttemptRow, Store, TaskRow
 
 # How often a followed log is polled for new bytes, and how often the database is asked whether the
 # attempt ended (the shim's status file usually says so first).

@@ -15,12 +15,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from gateway.models import TaskRecord
 from gateway.task_states import Outcome, TaskStatus, ended_before_start
+from gateway.timestamps import rfc3339
 
 # What the state machine makes of a pending task that is stopped or times out (there is no attempt to judge).
 STOPPED_WHILE_PENDING = ended_before_start(Outcome.STOPPED).value
@@ -86,14 +86,6 @@ _INHERITED: list[sqlite3.Connection] = []
 def now() -> float:
     """The current time as seconds since the epoch (how the database stores times)."""
     return time.time()
-
-
-def rfc3339(ts: float | None) -> str | None:
-    """An epoch time as RFC 3339 UTC with millisecond precision and a 'Z'."""
-    if ts is None:
-        return None
-    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from gateway.config import Settings
 from gateway.models import ApiInfo, JobStatus, TaskRecord
 from gateway.spec import TaskAPISpec
 from gateway.task_states import TaskStatus
+from gateway.timestamps import rfc3339
 
 from .client import FILTER_CHUNK, NomadClient, jobs_filter
 from .jobs import (
@@ -52,7 +53,7 @@ from .jobs import (
     new_task_id,
     parent_id,
 )
-from .status import group_by_task, record_of, rfc3339, statuses_of, task_status
+from .status import group_by_task, record_of, statuses_of, task_status
 
 if TYPE_CHECKING:
     from .archive import Archive

@@ -13,13 +13,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from gateway.models import Attempt, JobStatus, TaskRecord
 from gateway.retry import retry_delay
 from gateway.spec import TaskAPISpec
 from gateway.task_states import REPLACED_OUTCOMES, Outcome, TaskStatus, after_attempt
+from gateway.timestamps import rfc3339
 from gateway.units import format_duration
 
 from .jobs import (
@@ -48,14 +49,6 @@ def parse_time(text: str | None) -> float | None:
     base, fraction, zone = match.groups()
     moment = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
     return moment.timestamp() + (float("0." + fraction) if fraction else 0.0)
-
-
-def rfc3339(seconds: float | None) -> str | None:
-    """RFC 3339 UTC with milliseconds, as the rest of the gateway writes times."""
-    if seconds is None:
-        return None
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def record_of(job: dict[str, Any]) -> TaskRecord:
